@@ -1,0 +1,35 @@
+"""`python -m uvlm COMMAND ...`: one entry point for every stage.
+
+Each command lives in its own module exposing ``main(argv: list[str]) -> None``; modules are
+imported lazily so ``--help`` and light commands start fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "config-schema": ("uvlm.cli_config", "print the config JSON schema / validate a config"),
+    "data": ("uvlm.data.build", "render images and write the text tasks for one split"),
+    "data-variants": ("uvlm.data.variants", "write biased and extra-data training variants"),
+    "bench-data": ("uvlm.data.bench", "benchmark: rendered images per second"),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: python -m uvlm COMMAND [args]\n\ncommands:")
+        for name, (_, doc) in COMMANDS.items():
+            print(f"  {name:<16} {doc}")
+        sys.exit(0 if argv else 2)
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        sys.exit(f"uvlm: unknown command {name!r}; choose from: {', '.join(COMMANDS)}")
+    module = importlib.import_module(COMMANDS[name][0])
+    module.main(rest)
+
+
+if __name__ == "__main__":
+    main()

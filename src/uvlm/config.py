@@ -1,0 +1,442 @@
+"""Typed, strict configuration.
+
+One YAML file per scale (config/{smoke,config,paper,llava}.yaml) is loaded into the frozen
+dataclasses below. The dataclasses are the only source of defaults and ranges:
+
+* an unknown key, a wrong type or an out-of-range value raises ``ConfigError`` naming the
+  dotted key and what is allowed;
+* ``json_schema()`` derives the JSON schema that the Snakefile hands to Snakemake's
+  ``validate`` (written to workflow/schemas/config.schema.yaml; a test keeps it in sync);
+* ``dump()`` writes the resolved config next to every artifact.
+
+Range and choice constraints live in field metadata (``rng(lo, hi)``) and ``Literal`` types.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the key."""
+
+
+def rng(lo: float | None = None, hi: float | None = None, **kw: Any) -> dict:
+    """Field metadata: inclusive numeric bounds."""
+    return {"min": lo, "max": hi, **kw}
+
+
+def _f(default: Any, lo: float | None = None, hi: float | None = None, doc: str = ""):
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default),
+                     metadata=rng(lo, hi, doc=doc))
+    return field(default=default, metadata=rng(lo, hi, doc=doc))
+
+
+def _sub(cls):
+    return field(default_factory=cls)
+
+
+# --------------------------------------------------------------------------- data
+
+Weather = Literal["sunny", "cloudy", "raining"]
+
+
+@dataclass(frozen=True)
+class BiasConfig:
+    """Understanding data biased on one attribute; generation data stays complete.
+
+    An image whose attribute lies outside the kept set loses its understanding records
+    (VQA and caption) unless drawn with probability ``other_fraction``; its generation
+    record is always kept.
+    """
+
+    weather_keep: list[Weather] = _f(["sunny"], doc="weathers kept in understanding data")
+    battery_keep: list[int] = _f([0, 49], 0, 100, doc="inclusive battery range kept")
+    other_fraction: float = _f(0.0, 0.0, 1.0)
+
+    def __post_init__(self):
+        if len(self.battery_keep) != 2 or self.battery_keep[0] > self.battery_keep[1]:
+            raise ConfigError(f"data.bias.battery_keep: expected [lo, hi] with lo <= hi, "
+                              f"got {self.battery_keep}")
+        if not self.weather_keep:
+            raise ConfigError("data.bias.weather_keep: must name at least one weather")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    image_size: int = _f(224, 16, 1024, doc="rendered image side in px (paper: 224)")
+    n_train: int = _f(60000, 1)
+    n_test: int = _f(200, 1)
+    font: str = _f("", doc="TTF path for the battery text; empty = Pillow's default font")
+    workers: int = _f(0, 0, 256, doc="render processes; 0 = all cores")
+    bias: BiasConfig = _sub(BiasConfig)
+    extra_generation: list[int] = _f([33000, 68000, 124000], 0,
+                                     doc="extra generation-only images (imbalance)")
+    extra_understanding: list[int] = _f([68000, 124000, 180000], 0,
+                                        doc="extra understanding-only images (imbalance)")
+
+
+# --------------------------------------------------------------------------- encoders
+
+Source = Literal["pretrained", "train"]
+
+
+@dataclass(frozen=True)
+class SiglipConfig:
+    """SigLIP vision space. ``pretrained`` loads ``path`` with transformers; ``train``
+    builds the same classes from the sizes below and trains them on the train split."""
+
+    source: Source = "pretrained"
+    path: str = "google/siglip-base-patch16-224"
+    feature_layer: int = _f(-2, doc="hidden_states index the features come from")
+    image_size: int = _f(224, 8)
+    patch_size: int = _f(16, 1)
+    hidden_size: int = _f(768, 8)
+    layers: int = _f(12, 1)
+    heads: int = _f(12, 1)
+    intermediate_size: int = _f(3072, 8)
+    text_layers: int = _f(12, 1)
+    steps: int = _f(0, 0)
+    batch_size: int = _f(64, 1)
+    lr: float = _f(1e-3, 0.0)
+
+
+@dataclass(frozen=True)
+class VQConfig:
+    """LlamaGen VQ-16 vision space. ``pretrained`` loads ``path`` (vq_ds16_c2i.pt);
+    ``train`` trains the same class at the given size as a VQ autoencoder."""
+
+    source: Source = "pretrained"
+    path: str = "vq_ds16_c2i.pt"
+    image_size: int = _f(256, 8)
+    codebook_size: int = _f(16384, 2)
+    codebook_dim: int = _f(8, 1)
+    ch: int = _f(128, 4)
+    ch_mult: list[int] = _f([1, 1, 2, 2, 4], 1)
+    z_channels: int = _f(256, 4)
+    num_res_blocks: int = _f(2, 1)
+    steps: int = _f(0, 0)
+    batch_size: int = _f(64, 1)
+    lr: float = _f(1e-4, 0.0)
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    path: str = "openai/clip-vit-large-patch14-336"
+    feature_layer: int = -2
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """``pretrained`` uses the LLM's own tokenizer; ``train`` fits a BPE on train text."""
+
+    source: Source = "pretrained"
+    vocab_size: int = _f(512, 64)
+
+
+@dataclass(frozen=True)
+class AffineConfig:
+    """Input-space distortions for the alignment experiment (PAPER.md 3.3)."""
+
+    vq_sigmas: list[float] = _f([0.0, 0.1, 0.2, 0.3], 0.0, 0.99)
+    siglip_ks: list[float] = _f([0.0, 1.0, 1.1, 1.2, 1.4], 0.0, 10.0)
+
+
+@dataclass(frozen=True)
+class EncodersConfig:
+    siglip: SiglipConfig = _sub(SiglipConfig)
+    vq: VQConfig = _sub(VQConfig)
+    clip: ClipConfig = _sub(ClipConfig)
+    tokenizer: TokenizerConfig = _sub(TokenizerConfig)
+    affine: AffineConfig = _sub(AffineConfig)
+
+
+# --------------------------------------------------------------------------- model
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """``pretrained``: ``AutoModelForCausalLM.from_pretrained(path)``. ``config``: the
+    architecture ``arch`` built from the sizes below with random init."""
+
+    source: Literal["pretrained", "config"] = "pretrained"
+    path: str = "lmsys/vicuna-7b-v1.5"
+    arch: Literal["llama", "qwen2"] = "llama"
+    hidden_size: int = _f(4096, 8)
+    layers: int = _f(32, 1)
+    heads: int = _f(32, 1)
+    kv_heads: int = _f(32, 1)
+    intermediate_size: int = _f(11008, 8)
+    max_length: int = _f(2048, 16)
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    enabled: bool = True
+    r: int = _f(128, 1)
+    alpha: int = _f(256, 1)
+    dropout: float = _f(0.05, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    llm: LLMConfig = _sub(LLMConfig)
+    lora: LoraConfig = _sub(LoraConfig)
+    siglip_adapter: Literal["mlp", "linear"] = "mlp"
+    vq_adapter: Literal["mlp", "linear"] = "linear"
+    clip_adapter: Literal["mlp", "linear"] = "mlp"
+    alpha_continuous: float = _f(1.0, 0.0)
+    alpha_vq: float = _f(0.2, 0.0)
+    system_prompt: str = _f(
+        "A chat between a curious user and an artificial intelligence assistant. "
+        "The assistant gives helpful, detailed, and polite answers to the user's questions.",
+        doc="vicuna_v1 system prompt; empty at tiny scales to keep sequences short")
+
+
+# --------------------------------------------------------------------------- train
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: float = _f(1.0, 0.01)
+    batch_size: int = _f(393, 1, doc="global batch")
+    lr: float = _f(2e-4, 0.0)
+    adapter_lr: float = _f(1e-4, 0.0)
+    warmup_ratio: float = _f(0.03, 0.0, 1.0)
+    weight_decay: float = _f(0.0, 0.0)
+    grad_clip: float = _f(1.0, 0.0)
+    checkpoints: int = _f(10, 1, 100, doc="equal data fractions saved (the data-scale axis)")
+    precision: Literal["fp32", "bf16"] = "bf16"
+    grad_checkpointing: bool = True
+    log_every: int = _f(10, 1)
+
+
+# --------------------------------------------------------------------------- eval
+
+@dataclass(frozen=True)
+class EvalConfig:
+    max_new_tokens: int = _f(128, 1)
+    batch_size: int = _f(32, 1)
+    bootstrap: int = _f(1000, 0, doc="bootstrap resamples for 95% intervals")
+    inception_weights: str = _f("", doc="pt_inception weights; empty = stand-in extractor")
+    judge_steps: int = _f(500, 1)
+    judge_batch_size: int = _f(64, 1)
+
+
+# --------------------------------------------------------------------------- grid
+
+Arch = Literal["siglip-siglip", "siglip-vq", "vq-siglip", "vq-vq", "clip-clip", "clip-vq"]
+Experiment = Literal["mutual", "imbalance", "alignment", "transfer", "adapters", "llava"]
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    experiments: list[Experiment] = _f(["mutual", "imbalance", "alignment", "transfer",
+                                        "adapters"])
+    architectures: list[Arch] = _f(["siglip-siglip", "siglip-vq", "vq-siglip", "vq-vq"])
+    seeds: list[int] = _f([0], 0)
+    equal_compute: bool = _f(True, doc="add single-task runs with the mixed run's steps")
+    imbalance_architectures: list[Arch] = _f(["siglip-vq", "vq-vq"])
+    transfer_architectures: list[Arch] = _f(["siglip-siglip", "siglip-vq", "vq-siglip",
+                                             "vq-vq"])
+    transfer_attributes: list[Literal["weather", "battery"]] = _f(["weather", "battery"])
+    adapters_architectures: list[Arch] = _f(["siglip-siglip", "vq-vq"])
+
+    def __post_init__(self):
+        for key in ("experiments", "architectures", "seeds"):
+            if not getattr(self, key):
+                raise ConfigError(f"grid.{key}: empty; the grid needs at least one entry")
+
+
+# --------------------------------------------------------------------------- root
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    seed: int = _f(0, 0, doc="root of every random stream")
+    data: DataConfig = _sub(DataConfig)
+    encoders: EncodersConfig = _sub(EncodersConfig)
+    model: ModelConfig = _sub(ModelConfig)
+    train: TrainConfig = _sub(TrainConfig)
+    eval: EvalConfig = _sub(EvalConfig)
+    grid: GridConfig = _sub(GridConfig)
+
+    def __post_init__(self):
+        if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"name: {self.name!r} must be a non-empty [A-Za-z0-9_-] word")
+
+    @property
+    def root(self) -> Path:
+        """All outputs of this config live here."""
+        return Path("results") / self.name
+
+    def hash(self) -> str:
+        """Stable hash of the resolved config (provenance)."""
+        return hashlib.sha256(json.dumps(to_dict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- loading
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _check(value: Any, tp: Any, key: str, meta: dict) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return _build(tp, value, key)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not allowed; allowed values: "
+                              + ", ".join(repr(a) for a in allowed))
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_check(v, item, f"{key}[{i}]", meta) for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError("unions are not used in configs")
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, int | float) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }[tp]
+    if not ok:
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if tp is float:
+        value = float(value)
+    lo, hi = meta.get("min"), meta.get("max")
+    if tp in (int, float) and ((lo is not None and value < lo) or (hi is not None and value > hi)):
+        raise ConfigError(f"{key}: {value!r} is out of range; allowed: "
+                          f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]")
+    return value
+
+
+def _build(cls: type, raw: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown key {where}{unknown[0]!s}; allowed keys"
+                          f"{' under ' + prefix if prefix else ''}: {', '.join(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name in raw:
+            kwargs[name] = _check(raw[name], hints[name], key, dict(f.metadata))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{key}: required key is missing")
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:  # pragma: no cover - defensive
+        raise ConfigError(f"{prefix or 'config'}: {e}") from e
+
+
+def from_dict(raw: dict, source: str = "config") -> Config:
+    """Build a validated Config; errors are prefixed with ``source`` (a file name)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: top level must be a mapping")
+    try:
+        return _build(Config, raw)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def _set_dotted(raw: dict, dotted: str) -> None:
+    if "=" not in dotted:
+        raise ConfigError(f"override {dotted!r}: expected key=value")
+    key, value = dotted.split("=", 1)
+    node = raw
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted!r}: {p} is not a mapping")
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Load a YAML config and apply ``a.b=value`` overrides (values parsed as YAML)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    with path.open() as fh:
+        try:
+            raw = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    for o in overrides:
+        _set_dotted(raw, o)
+    return from_dict(raw, str(path))
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def dump(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from uvlm.utils import atomic_write
+
+    with atomic_write(path, "w") as fh:
+        yaml.safe_dump(to_dict(cfg), fh, sort_keys=False)
+
+
+# --------------------------------------------------------------------------- schema
+
+def _schema(tp: Any, meta: dict) -> dict:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        props, required = {}, []
+        for f in dataclasses.fields(tp):
+            props[f.name] = _schema(hints[f.name], dict(f.metadata))
+            if f.metadata.get("doc"):
+                props[f.name]["description"] = f.metadata["doc"]
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                required.append(f.name)
+        out = {"type": "object", "additionalProperties": False, "properties": props}
+        if required:
+            out["required"] = required
+        return out
+    if origin is Literal:
+        return {"enum": list(typing.get_args(tp))}
+    if origin is list:
+        return {"type": "array", "items": _schema(typing.get_args(tp)[0], meta)}
+    out = {"type": {bool: "boolean", int: "integer", float: "number", str: "string"}[tp]}
+    if tp in (int, float):
+        if meta.get("min") is not None:
+            out["minimum"] = meta["min"]
+        if meta.get("max") is not None:
+            out["maximum"] = meta["max"]
+    return out
+
+
+def json_schema() -> dict:
+    """The JSON schema (draft 2020-12) equivalent of ``Config``."""
+    s = _schema(Config, {})
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "description": "uvlm config; generated by `python -m uvlm config-schema`", **s}

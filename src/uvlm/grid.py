@@ -1,0 +1,154 @@
+"""The experiment grid: which training runs each experiment needs.
+
+A run is identified by what it trains, not by the experiment that asked for it, so two
+experiments that need the same model (e.g. ``alignment`` at distortion 0 and ``mutual``'s
+mixed run) share one training job. Run names are dotted: ``ARCH.MODE[.VARIANT][.OPTION...]``:
+
+    vq-vq.mixed                  siglip-vq.und-eq           (equal compute to mixed)
+    vq-vq.und.affine0.2          siglip-siglip.mixed.biased-weather
+    vq-vq.mixed.extra-gen-1000   siglip-siglip.mixed.detach
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from uvlm.config import Config, ConfigError
+
+MODES = ("mixed", "und", "gen")
+#: records per image a mode trains on (vqa + caption + generation); equal-compute runs scale
+#: their epochs by mixed/single so they take as many optimizer steps as the mixed run.
+RECORDS_PER_IMAGE = {"mixed": 3, "und": 2, "gen": 1}
+
+
+@dataclass(frozen=True)
+class Run:
+    arch: str  # "<understanding space>-<generation space>", e.g. "siglip-vq"
+    mode: str  # mixed | und | gen
+    variant: str = "train"  # training data file: train | biased-<attr> | extra-{gen,und}-<n>
+    affine: float = 0.0  # strength of the input-space distortion (0 = identity)
+    detach: bool = False  # separate generation adapter for same-space architectures
+    equal_compute: bool = False  # single-task run given the mixed run's optimizer steps
+
+    @property
+    def name(self) -> str:
+        parts = [self.arch, self.mode + ("-eq" if self.equal_compute else "")]
+        if self.variant != "train":
+            parts.append(self.variant)
+        if self.affine:
+            parts.append(f"affine{self.affine:g}")
+        if self.detach:
+            parts.append("detach")
+        return ".".join(parts)
+
+    @property
+    def und_space(self) -> str:
+        return self.arch.split("-")[0]
+
+    @property
+    def gen_space(self) -> str:
+        return self.arch.split("-")[1]
+
+    @property
+    def epoch_scale(self) -> float:
+        """Multiplier on ``train.epochs`` (equal-compute runs match the mixed run's steps)."""
+        if not self.equal_compute:
+            return 1.0
+        return RECORDS_PER_IMAGE["mixed"] / RECORDS_PER_IMAGE[self.mode]
+
+
+def parse_run(name: str) -> Run:
+    """Inverse of ``Run.name``; raises ConfigError naming the bad part."""
+    parts = name.split(".")
+    if len(parts) < 2:
+        raise ConfigError(f"run {name!r}: expected ARCH.MODE[.VARIANT][.affineX][.detach]")
+    arch, mode = parts[0], parts[1]
+    eq = mode.endswith("-eq")
+    mode = mode.removesuffix("-eq")
+    if mode not in MODES:
+        raise ConfigError(f"run {name!r}: unknown mode {mode!r}; allowed: {', '.join(MODES)}")
+    kw: dict = {}
+    for p in parts[2:]:
+        if p == "detach":
+            kw["detach"] = True
+        elif p.startswith("affine"):
+            kw["affine"] = float(p.removeprefix("affine"))
+        elif p.startswith(("biased-", "extra-")):
+            kw["variant"] = p
+        else:
+            raise ConfigError(f"run {name!r}: unknown part {p!r}")
+    return Run(arch, mode, equal_compute=eq, **kw)
+
+
+def _mutual(cfg: Config) -> list[Run]:
+    out = []
+    for arch in cfg.grid.architectures:
+        out += [Run(arch, m) for m in MODES]
+        if cfg.grid.equal_compute:
+            out += [Run(arch, "und", equal_compute=True), Run(arch, "gen", equal_compute=True)]
+    return out
+
+
+def _imbalance(cfg: Config) -> list[Run]:
+    out = []
+    for arch in cfg.grid.imbalance_architectures:
+        out.append(Run(arch, "mixed"))
+        out += [Run(arch, "mixed", f"extra-gen-{n}") for n in cfg.data.extra_generation]
+        out += [Run(arch, "mixed", f"extra-und-{n}") for n in cfg.data.extra_understanding]
+    return out
+
+
+def _alignment(cfg: Config) -> list[Run]:
+    out = []
+    strengths = {"vq-vq": cfg.encoders.affine.vq_sigmas,
+                 "siglip-siglip": cfg.encoders.affine.siglip_ks}
+    for arch, values in strengths.items():
+        if arch in cfg.grid.architectures:
+            out += [Run(arch, m, affine=v) for v in values for m in ("mixed", "und")]
+    return out
+
+
+def _transfer(cfg: Config) -> list[Run]:
+    out = []
+    for arch in cfg.grid.transfer_architectures:
+        for attr in cfg.grid.transfer_attributes:
+            out += [Run(arch, m, f"biased-{attr}") for m in ("mixed", "und")]
+    return out
+
+
+def _adapters(cfg: Config) -> list[Run]:
+    return [Run(arch, m) for arch in cfg.grid.adapters_architectures for m in ("mixed", "und")]
+
+
+def _llava(cfg: Config) -> list[Run]:
+    return [Run(arch, "mixed") for arch in cfg.grid.architectures]
+
+
+EXPERIMENTS = {
+    "mutual": _mutual,
+    "imbalance": _imbalance,
+    "alignment": _alignment,
+    "transfer": _transfer,
+    "adapters": _adapters,
+    "llava": _llava,
+}
+
+
+def experiment_runs(cfg: Config, experiment: str) -> list[Run]:
+    if experiment not in EXPERIMENTS:
+        raise ConfigError(f"grid.experiments: unknown experiment {experiment!r}; "
+                          f"allowed: {', '.join(EXPERIMENTS)}")
+    runs = EXPERIMENTS[experiment](cfg)
+    if not runs:
+        raise ConfigError(f"grid: experiment {experiment!r} has no runs with this config "
+                          f"(check grid.*_architectures against grid.architectures)")
+    return runs
+
+
+def all_runs(cfg: Config) -> list[Run]:
+    """Every distinct run of every configured experiment, in a stable order."""
+    seen: dict[str, Run] = {}
+    for exp in cfg.grid.experiments:
+        for r in experiment_runs(cfg, exp):
+            seen.setdefault(r.name, r)
+    return list(seen.values())
