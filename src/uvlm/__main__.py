@@ -14,6 +14,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("uvlm.data.build", "render images and write the text tasks for one split"),
     "data-variants": ("uvlm.data.variants", "write biased and extra-data training variants"),
     "bench-data": ("uvlm.data.bench", "benchmark: rendered images per second"),
+    "encoders-tokenizer": ("uvlm.encoders.tokenizer", "train or copy the LLM tokenizer"),
+    "encoders-vq": ("uvlm.encoders.vq_train", "train (tiny) or convert (paper) the VQ tokenizer"),
+    "encoders-siglip": ("uvlm.encoders.siglip", "train the tiny SigLIP (contrastive)"),
+    "encoders-features": ("uvlm.encoders.features", "encode one split into features or codes"),
+    "encoders-affine": ("uvlm.encoders.affine", "write the seeded affine distortions"),
+    "train": ("uvlm.train", "train one run of the grid (checkpoints at data fractions)"),
+    "bench-train": ("uvlm.model.bench_train", "benchmark: training tokens/s and memory, fp32/bf16"),
+    "bench-generate": ("uvlm.model.bench_generate", "benchmark: cached batched image generation"),
+    "score-vqa": ("uvlm.eval.vqa", "VQA scores of an answers file (official / full protocol)"),
+    "judge-train": ("uvlm.eval.judge", "train the generation judge (pixels or features)"),
+    "paper": ("uvlm.report.cli", "build one paper table, figure or findings.md (--target)"),
+    "evaluate": ("uvlm.evaluate", "answer and score every checkpoint of one run"),
+    "analyze-adapters": ("uvlm.analyze", "adapter t-SNE and linear probe of one run"),
 }
 
 

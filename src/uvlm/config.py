@@ -125,6 +125,7 @@ class VQConfig:
     ch_mult: list[int] = _f([1, 1, 2, 2, 4], 1)
     z_channels: int = _f(256, 4)
     num_res_blocks: int = _f(2, 1)
+    norm_groups: int = _f(32, 1, doc="GroupNorm groups; must divide ch x every ch_mult")
     steps: int = _f(0, 0)
     batch_size: int = _f(64, 1)
     lr: float = _f(1e-4, 0.0)
@@ -132,8 +133,13 @@ class VQConfig:
 
 @dataclass(frozen=True)
 class ClipConfig:
+    """CLIP vision space (llava config); the sizes are checked against the loaded model."""
+
     path: str = "openai/clip-vit-large-patch14-336"
     feature_layer: int = -2
+    image_size: int = _f(336, 8)
+    patch_size: int = _f(14, 1)
+    hidden_size: int = _f(1024, 8)
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,7 @@ class TokenizerConfig:
     """``pretrained`` uses the LLM's own tokenizer; ``train`` fits a BPE on train text."""
 
     source: Source = "pretrained"
-    vocab_size: int = _f(512, 64)
+    vocab_size: int = _f(512, 260, doc="byte-level BPE: 256 bytes + 4 special tokens at least")
 
 
 @dataclass(frozen=True)
@@ -154,6 +160,7 @@ class AffineConfig:
 
 @dataclass(frozen=True)
 class EncodersConfig:
+    feature_batch_size: int = _f(64, 1, doc="images per forward pass in encoders-features")
     siglip: SiglipConfig = _sub(SiglipConfig)
     vq: VQConfig = _sub(VQConfig)
     clip: ClipConfig = _sub(ClipConfig)
@@ -208,6 +215,8 @@ class ModelConfig:
 class TrainConfig:
     epochs: float = _f(1.0, 0.01)
     batch_size: int = _f(393, 1, doc="global batch")
+    micro_batch_size: int = _f(0, 0, doc="per-process micro-batch (gradient accumulation); "
+                                         "0 = batch_size / processes")
     lr: float = _f(2e-4, 0.0)
     adapter_lr: float = _f(1e-4, 0.0)
     warmup_ratio: float = _f(0.03, 0.0, 1.0)
@@ -217,6 +226,7 @@ class TrainConfig:
     precision: Literal["fp32", "bf16"] = "bf16"
     grad_checkpointing: bool = True
     log_every: int = _f(10, 1)
+    runtime_minutes: int = _f(60, 1, doc="time limit a training job declares (SLURM --time)")
 
 
 # --------------------------------------------------------------------------- eval
@@ -229,6 +239,8 @@ class EvalConfig:
     inception_weights: str = _f("", doc="pt_inception weights; empty = stand-in extractor")
     judge_steps: int = _f(500, 1)
     judge_batch_size: int = _f(64, 1)
+    judge_lr: float = _f(1e-3, 0.0, doc="AdamW peak lr of the judges (cosine decay to 0)")
+    judge_max_train: int = _f(10000, 2, doc="train images the judges read (memory bound)")
 
 
 # --------------------------------------------------------------------------- grid

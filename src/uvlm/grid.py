@@ -2,11 +2,12 @@
 
 A run is identified by what it trains, not by the experiment that asked for it, so two
 experiments that need the same model (e.g. ``alignment`` at distortion 0 and ``mutual``'s
-mixed run) share one training job. Run names are dotted: ``ARCH.MODE[.VARIANT][.OPTION...]``:
+mixed run) share one training job. Run names join their parts with underscores,
+``ARCH_MODE[_VARIANT][_OPTION...]``:
 
-    vq-vq.mixed                  siglip-vq.und-eq           (equal compute to mixed)
-    vq-vq.und.affine0.2          siglip-siglip.mixed.biased-weather
-    vq-vq.mixed.extra-gen-1000   siglip-siglip.mixed.detach
+    vq-vq_mixed                  siglip-vq_und-eq           (equal compute to mixed)
+    vq-vq_und_affine0.2          siglip-siglip_mixed_biased-weather
+    vq-vq_mixed_extra-gen-1000   siglip-siglip_mixed_detach
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Run:
             parts.append(f"affine{self.affine:g}")
         if self.detach:
             parts.append("detach")
-        return ".".join(parts)
+        return "_".join(parts)
 
     @property
     def und_space(self) -> str:
@@ -59,9 +60,9 @@ class Run:
 
 def parse_run(name: str) -> Run:
     """Inverse of ``Run.name``; raises ConfigError naming the bad part."""
-    parts = name.split(".")
+    parts = name.split("_")
     if len(parts) < 2:
-        raise ConfigError(f"run {name!r}: expected ARCH.MODE[.VARIANT][.affineX][.detach]")
+        raise ConfigError(f"run {name!r}: expected ARCH_MODE[_VARIANT][_affineX][_detach]")
     arch, mode = parts[0], parts[1]
     eq = mode.endswith("-eq")
     mode = mode.removesuffix("-eq")
@@ -152,3 +153,11 @@ def all_runs(cfg: Config) -> list[Run]:
         for r in experiment_runs(cfg, exp):
             seen.setdefault(r.name, r)
     return list(seen.values())
+
+
+def data_variants(cfg: Config) -> list[str]:
+    """Names of the files under data/variants/ that the data stage writes."""
+    return (["biased-weather", "biased-battery"]
+            + [f"extra-gen-{n}" for n in cfg.data.extra_generation]
+            + [f"extra-und-{n}" for n in cfg.data.extra_understanding]
+            + ["summary"])

@@ -1,0 +1,171 @@
+"""Vision spaces, tokenizer and affine distortions: what the ``encoders`` stage makes and
+every later stage reads (R = results/<config name>):
+
+* ``R/encoders/tokenizer/``: the LLM tokenizer (``load_tokenizer``);
+* ``R/encoders/siglip/``: tiny scales' trained SigLIP (paper scale: ``encoders.siglip.path``);
+* ``R/encoders/vq/``: the VQ tokenizer, trained or converted from LlamaGen (``load_vq``);
+* ``R/encoders/features/{space}_{split}.safetensors``: per-image features (continuous
+  spaces, key ``features``, float32 (N, T, D)) or codes (VQ, key ``codes``, int64 (N, T));
+  row i is image i of the split (``load_features``);
+* ``R/encoders/affine/{space}_{strength:g}.safetensors``: ``A`` (D, D), ``b`` (D,), applied
+  as ``x @ A + b`` to understanding features only (``load_affine``).
+
+``SPACES`` maps each space name to how its size is derived from the config and how its
+tower is loaded; ``space_info`` loads no weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from uvlm.config import Config
+from uvlm.encoders.towers import VQTower, freeze
+from uvlm.encoders.vq import VQModel, load_vq_dir
+
+# transformers is imported inside the loaders below: the Snakefile imports this package to
+# build the DAG and should not pay for it.
+
+STAGE_HINT = "run `snakemake encoders` (or the encoders-* commands) for this config first"
+
+
+@dataclass(frozen=True)
+class SpaceInfo:
+    name: str
+    kind: Literal["continuous", "vq"]
+    num_tokens: int  # tokens per image
+    feature_dim: int  # width of what the input adapter sees (VQ: the codebook dimension)
+    codebook_size: int | None  # VQ only: classes of the image head
+
+
+def _siglip_info(cfg: Config) -> SpaceInfo:
+    s = cfg.encoders.siglip
+    return SpaceInfo("siglip", "continuous", (s.image_size // s.patch_size) ** 2,
+                     s.hidden_size, None)
+
+
+def _clip_info(cfg: Config) -> SpaceInfo:
+    c = cfg.encoders.clip
+    return SpaceInfo("clip", "continuous", (c.image_size // c.patch_size) ** 2, c.hidden_size,
+                     None)
+
+
+def _vq_info(cfg: Config) -> SpaceInfo:
+    v = cfg.encoders.vq
+    side = v.image_size // 2 ** (len(v.ch_mult) - 1)  # one code per downsample^2 pixels
+    return SpaceInfo("vq", "vq", side * side, v.codebook_dim, v.codebook_size)
+
+
+def _siglip_tower(cfg: Config) -> torch.nn.Module:
+    from uvlm.encoders.siglip import load_siglip
+
+    s = cfg.encoders.siglip
+    return load_siglip(encoder_dir(cfg, "siglip") if s.source == "train" else s.path, s)
+
+
+def _clip_tower(cfg: Config) -> torch.nn.Module:
+    from uvlm.encoders.clip import load_clip
+
+    return load_clip(cfg.encoders.clip.path, cfg.encoders.clip)
+
+
+def _vq_tower(cfg: Config) -> torch.nn.Module:
+    return VQTower(load_vq(cfg), cfg.encoders.vq.image_size)
+
+
+@dataclass(frozen=True)
+class Space:
+    kind: Literal["continuous", "vq"]
+    info: Callable[[Config], SpaceInfo]
+    tower: Callable[[Config], torch.nn.Module]  # frozen: images in [0, 1] -> features/codes
+
+    @property
+    def features_key(self) -> str:
+        """Name of the tensor in the features file."""
+        return {"continuous": "features", "vq": "codes"}[self.kind]
+
+
+SPACES: dict[str, Space] = {
+    "siglip": Space("continuous", _siglip_info, _siglip_tower),
+    "vq": Space("vq", _vq_info, _vq_tower),
+    "clip": Space("continuous", _clip_info, _clip_tower),
+}
+
+
+def _space(name: str) -> Space:
+    if name not in SPACES:
+        raise KeyError(f"unknown vision space {name!r}; choose from: {', '.join(SPACES)}")
+    return SPACES[name]
+
+
+def space_info(cfg: Config, name: str) -> SpaceInfo:
+    """Token count and widths of a space, from the config alone."""
+    return _space(name).info(cfg)
+
+
+def load_vision_model(cfg: Config, space: str) -> torch.nn.Module:
+    """The frozen tower: float images (B, 3, H, W) in [0, 1] -> features (B, T, D) or codes
+    (B, T)."""
+    return _space(space).tower(cfg)
+
+
+# --------------------------------------------------------------------------- files
+
+def encoder_dir(cfg: Config, name: str) -> Path:
+    return cfg.root / "encoders" / name
+
+
+def features_path(cfg: Config, space: str, split: str) -> Path:
+    return cfg.root / "encoders" / "features" / f"{space}_{split}.safetensors"
+
+
+def affine_path(cfg: Config, space: str, strength: float) -> Path:
+    return cfg.root / "encoders" / "affine" / f"{space}_{strength:g}.safetensors"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found; {STAGE_HINT}")
+    return path
+
+
+def load_features(cfg: Config, space: str, split: str) -> torch.Tensor:
+    """Features float32 (N, T, D) or codes int64 (N, T) of every image of ``split``."""
+    path = _need(features_path(cfg, space, split))
+    key = _space(space).features_key
+    tensors = load_file(path)
+    if key not in tensors:
+        raise KeyError(f"{path}: no tensor {key!r} (has {', '.join(tensors)})")
+    return tensors[key]
+
+
+def load_codebook(cfg: Config) -> torch.Tensor:
+    """The VQ codebook as the model embeds codes: (K, d), l2-normalised rows."""
+    path = _need(encoder_dir(cfg, "vq") / "model.safetensors")
+    with safe_open(path, framework="pt") as fh:
+        return F.normalize(fh.get_tensor("quantize.embedding.weight"), dim=-1)
+
+
+def load_affine(cfg: Config, space: str, strength: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A (D, D), b (D,)): the distortion ``x @ A + b`` of the alignment experiment."""
+    tensors = load_file(_need(affine_path(cfg, space, strength)))
+    return tensors["A"], tensors["b"]
+
+
+def load_vq(cfg: Config) -> VQModel:
+    """The frozen VQ model; ``.decode_code(codes (B, T)) -> images (B, 3, H, W) in [-1, 1]``."""
+    return freeze(load_vq_dir(_need(encoder_dir(cfg, "vq"))))
+
+
+def load_tokenizer(cfg: Config):
+    """The LLM tokenizer saved by ``encoders-tokenizer`` (a ``PreTrainedTokenizerFast``)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(_need(encoder_dir(cfg, "tokenizer")))

@@ -1,0 +1,63 @@
+"""`python -m uvlm encoders-features --config C --space S --split X`: encode every image of a
+split once, so training and evaluation never run a vision tower.
+
+Writes ``R/encoders/features/{space}_{split}.safetensors``: continuous spaces store
+``features`` float32 (N, T, D), VQ stores ``codes`` int64 (N, T); row i is image i. The file
+metadata records the space, split and config hash. Runs on the GPU when there is one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from uvlm.config import Config, load
+from uvlm.encoders import SPACES, features_path, load_vision_model, space_info
+from uvlm.encoders.images import SPLITS, check_split, read_images
+from uvlm.utils import atomic_path
+
+
+@torch.inference_mode()
+def encode_split(cfg: Config, space: str, split: str, tower: torch.nn.Module,
+                 device: torch.device, progress: bool = True) -> torch.Tensor:
+    """Features (N, T, D) float32 or codes (N, T) int64 of every image of ``split``."""
+    n = check_split(cfg, split)
+    info = space_info(cfg, space)
+    shape = (n, info.num_tokens) if info.kind == "vq" else (n, info.num_tokens, info.feature_dim)
+    out = torch.empty(shape, dtype=torch.int64 if info.kind == "vq" else torch.float32)
+    bs = cfg.encoders.feature_batch_size
+    for start in tqdm(range(0, n, bs), desc=f"{space} {split}", disable=not progress):
+        ids = range(start, min(n, start + bs))
+        images = read_images(cfg, split, ids).to(device).float() / 255.0
+        y = tower(images)
+        if y.shape[1:] != out.shape[1:]:
+            raise ValueError(f"{space} tower gives {tuple(y.shape[1:])} per image, the config "
+                             f"implies {tuple(out.shape[1:])} (encoders.{space} sizes)")
+        out[start:start + len(ids)] = y.to(out.dtype).cpu()
+    return out
+
+
+def main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="uvlm encoders-features",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--config", required=True, help="config YAML")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    p.add_argument("--space", required=True, choices=list(SPACES))
+    p.add_argument("--split", required=True, choices=SPLITS)
+    args = p.parse_args(argv)
+    cfg = load(args.config, args.set)
+    check_split(cfg, args.split)  # before loading any weights
+    start = time.perf_counter()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tower = load_vision_model(cfg, args.space).to(device)
+    out = encode_split(cfg, args.space, args.split, tower, device)
+    path = features_path(cfg, args.space, args.split)
+    with atomic_path(path) as tmp:
+        save_file({SPACES[args.space].features_key: out}, tmp,
+                  metadata={"space": args.space, "split": args.split, "config_hash": cfg.hash()})
+    print(f"encoders-features: {args.space} {args.split} {tuple(out.shape)} {out.dtype} -> "
+          f"{path} in {time.perf_counter() - start:.1f} s on {device}")

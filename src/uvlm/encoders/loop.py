@@ -1,0 +1,37 @@
+"""Pieces shared by the two encoder training loops (tiny VQ and tiny SigLIP)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+
+#: fraction of the steps spent on linear warm-up before the cosine decay
+WARMUP = 0.05
+
+
+def lr_at(step: int, steps: int, base: float) -> float:
+    """Linear warm-up over ``WARMUP * steps``, then cosine decay to 0 at ``steps``."""
+    warm = max(1, int(WARMUP * steps))
+    if step < warm:
+        return base * (step + 1) / warm
+    progress = (step - warm) / max(1, steps - warm)
+    return base * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def index_batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[torch.Tensor]:
+    """``steps`` batches of ``min(batch_size, n)`` indices: epochs of seeded permutations,
+    dropping each epoch's incomplete last batch."""
+    if n == 0:
+        raise ValueError("no training examples")
+    gen = torch.Generator().manual_seed(seed)
+    b = min(batch_size, n)
+    done = 0
+    while done < steps:
+        perm = torch.randperm(n, generator=gen)
+        for start in range(0, n - b + 1, b):
+            if done == steps:
+                return
+            yield perm[start:start + b]
+            done += 1

@@ -1,0 +1,184 @@
+"""SigLIP vision space: load a SigLIP vision tower; `python -m uvlm encoders-siglip` trains one.
+
+Paper scale (``encoders.siglip.source: pretrained``) loads
+``SiglipVisionModel.from_pretrained(encoders.siglip.path)`` (google/siglip-base-patch16-224):
+features are ``hidden_states[-2]`` for all 14 x 14 patches, 768-d, frozen. The image
+processor's work (bicubic resize to ``image_size``, rescale to [0, 1], normalise with mean
+and std 0.5) is done by ``HFVisionTower``.
+
+Tiny scales (``source: train``) build ``SiglipModel`` (vision + text tower) from a small
+``SiglipConfig`` with the ``encoders.siglip`` sizes (the text tower reuses the vision widths,
+has ``text_layers`` layers, and the vocabulary of our tokenizer), train it on the train
+split's image/caption pairs with SigLIP's sigmoid loss (``return_loss=True``), and
+``save_pretrained`` it to ``R/encoders/siglip/``. Features are then read through the
+paper-scale path, ``SiglipVisionModel.from_pretrained(R/encoders/siglip)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from transformers import (
+    PreTrainedTokenizerBase,
+    SiglipConfig,
+    SiglipModel,
+    SiglipVisionModel,
+)
+from transformers.image_utils import IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD
+
+from uvlm.config import Config, load
+from uvlm.config import SiglipConfig as SiglipSection
+from uvlm.data.records import load_records
+from uvlm.encoders import load_tokenizer
+from uvlm.encoders.images import check_split, read_images, resize
+from uvlm.encoders.loop import index_batches, lr_at
+from uvlm.encoders.towers import HFVisionTower, load_hf_vision
+from uvlm.utils import stream_seed, write_json
+
+#: SigLIP's initial logit temperature and bias (Zhai et al. 2023, sec. 3.2): with B-1
+#: negatives per positive, a large negative bias keeps the first steps from being dominated
+#: by pushing every pair apart. (transformers initialises both to 0.)
+INIT_LOGIT_SCALE = math.log(10.0)
+INIT_LOGIT_BIAS = -10.0
+LOG_EVERY = 50
+
+
+def load_siglip(path: str | Path, sc: SiglipSection) -> HFVisionTower:
+    """The frozen SigLIP tower at ``path`` (hub id or folder), checked against the config."""
+    model = load_hf_vision(SiglipVisionModel, str(path), {
+        "image_size": ("encoders.siglip.image_size", sc.image_size),
+        "patch_size": ("encoders.siglip.patch_size", sc.patch_size),
+        "hidden_size": ("encoders.siglip.hidden_size", sc.hidden_size),
+    })
+    return HFVisionTower(model, sc.feature_layer, sc.image_size, IMAGENET_STANDARD_MEAN,
+                         IMAGENET_STANDARD_STD, skip_tokens=0)
+
+
+def siglip_config(sc: SiglipSection, vocab_size: int, pad_id: int, text_length: int
+                  ) -> SiglipConfig:
+    width = dict(hidden_size=sc.hidden_size, num_attention_heads=sc.heads,
+                 intermediate_size=sc.intermediate_size)
+    return SiglipConfig(
+        vision_config=dict(image_size=sc.image_size, patch_size=sc.patch_size,
+                           num_hidden_layers=sc.layers, **width),
+        text_config=dict(vocab_size=vocab_size, pad_token_id=pad_id,
+                         max_position_embeddings=text_length, num_hidden_layers=sc.text_layers,
+                         **width))
+
+
+def train_siglip(sc: SiglipSection, images: torch.Tensor, captions: list[str],
+                 tokenizer: PreTrainedTokenizerBase, seed: int) -> tuple[SiglipModel, dict]:
+    """Contrastive training on pairs. images: uint8 (N, 3, H, W); captions: N strings.
+
+    Texts are padded to the longest caption and read without an attention mask, as SigLIP
+    was trained (its text tower pools the last position).
+    """
+    if len(captions) != len(images):
+        raise ValueError(f"{len(images)} images but {len(captions)} captions")
+    tokens = tokenizer(captions, padding="longest", return_tensors="pt").input_ids  # (N, L)
+    torch.manual_seed(stream_seed(seed, "encoders", "siglip", "init"))
+    model = SiglipModel(siglip_config(sc, len(tokenizer), tokenizer.pad_token_id,
+                                      tokens.shape[1]))
+    with torch.no_grad():
+        model.logit_scale.fill_(INIT_LOGIT_SCALE)
+        model.logit_bias.fill_(INIT_LOGIT_BIAS)
+    mean = torch.tensor(IMAGENET_STANDARD_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STANDARD_STD).view(1, 3, 1, 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=sc.lr, weight_decay=1e-4)
+    model.train()
+    start, losses = time.perf_counter(), []
+    batches = index_batches(len(images), sc.batch_size, sc.steps,
+                            stream_seed(seed, "encoders", "siglip", "batches"))
+    for step, idx in enumerate(batches):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, sc.steps, sc.lr)
+        pixels = (resize(images[idx].float() / 255.0, sc.image_size) - mean) / std
+        loss = model(input_ids=tokens[idx], pixel_values=pixels, return_loss=True).loss
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"encoders-siglip: loss is {loss.item()} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if step % LOG_EVERY == 0 or step == sc.steps - 1:
+            print(f"siglip step {step:5d}/{sc.steps}  loss {loss.item():.4f}  "
+                  f"t {model.logit_scale.exp().item():.1f}  b {model.logit_bias.item():.2f}",
+                  flush=True)
+    model.eval()
+    tail = losses[-max(1, len(losses) // 10):]
+    metrics = {"steps": sc.steps, "final_loss": sum(tail) / len(tail),
+               "seconds": time.perf_counter() - start}
+    return model, metrics
+
+
+@torch.no_grad()
+def retrieval_accuracy(model: SiglipModel, images: torch.Tensor, captions: list[str],
+                       tokenizer: PreTrainedTokenizerBase, sc: SiglipSection) -> float:
+    """Image -> caption top-1 accuracy among the given pairs (a sanity number)."""
+    tokens = tokenizer(captions, padding="max_length", return_tensors="pt",
+                       max_length=model.config.text_config.max_position_embeddings,
+                       truncation=True).input_ids
+    mean = torch.tensor(IMAGENET_STANDARD_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STANDARD_STD).view(1, 3, 1, 1)
+    pixels = (resize(images.float() / 255.0, sc.image_size) - mean) / std
+    logits = model(input_ids=tokens, pixel_values=pixels).logits_per_image  # (N, N)
+    return (logits.argmax(1) == torch.arange(len(images))).float().mean().item()
+
+
+def captions_by_image(records: list[dict], n: int, source: str) -> list[str]:
+    """The caption answer of each of the ``n`` images (one caption record per image)."""
+    caps: dict[int, str] = {}
+    for r in records:
+        if r["task"] == "caption":
+            caps[r["image_id"]] = r["conversations"][1]["value"]
+    missing = [i for i in range(n) if i not in caps]
+    if missing:
+        raise ValueError(f"{source}: no caption record for image {missing[0]} "
+                         f"({len(missing)} of {n} missing)")
+    return [caps[i] for i in range(n)]
+
+
+def main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="uvlm encoders-siglip", description=__doc__.split("\n")[0])
+    p.add_argument("--config", required=True, help="config YAML")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    args = p.parse_args(argv)
+    cfg: Config = load(args.config, args.set)
+    sc = cfg.encoders.siglip
+    if sc.source == "pretrained":
+        tower = load_siglip(sc.path, sc)
+        print(f"encoders-siglip: pretrained {sc.path} loads and matches the config "
+              f"({tower.model.config.num_hidden_layers} layers); nothing to train or write")
+        return
+    n = check_split(cfg, "train")
+    records_file = cfg.root / "data" / "train.json"
+    captions = captions_by_image(load_records(records_file), n, str(records_file))
+    tokenizer = load_tokenizer(cfg)
+    images = read_images(cfg, "train", range(n))
+    model, metrics = train_siglip(sc, images, captions, tokenizer, cfg.seed)
+    probe = slice(0, min(n, 256))
+    metrics["train_retrieval_top1_256"] = retrieval_accuracy(
+        model, images[probe], captions[probe], tokenizer, sc)
+
+    out = cfg.root / "encoders" / "siglip"
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    write_json(tmp / "metrics.json", metrics)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    # the saved folder must give the trained features through the paper-scale loader
+    tower = load_siglip(out, sc)
+    x = images[:8].float() / 255.0
+    with torch.no_grad():
+        direct = model.vision_model(pixel_values=tower.preprocess(x), output_hidden_states=True)
+        if not torch.equal(tower(x), direct.hidden_states[sc.feature_layer]):
+            raise RuntimeError(f"{out}: reloaded SigLIP gives different features")
+    print(f"encoders-siglip: {sc.steps} steps in {metrics['seconds']:.1f} s, final loss "
+          f"{metrics['final_loss']:.4f}, train image->caption top-1 (256) "
+          f"{metrics['train_retrieval_top1_256']:.3f} -> {out}")

@@ -1,0 +1,96 @@
+"""`python -m uvlm encoders-tokenizer --config C`: the LLM's tokenizer, in R/encoders/tokenizer/.
+
+* ``tokenizer.source: train`` (tiny scales): a byte-level BPE fitted with the ``tokenizers``
+  library on every turn of every train record (questions, answers, captions, prompts and the
+  ``<image>`` marker text, which BPE learns like any other word), ``vocab_size`` entries
+  including the special tokens ``<unk> <s> </s> <pad>`` (ids 0-3). Like Llama's tokenizer it
+  prepends ``<s>`` to every encoded text. Byte-level means every string round-trips; ``<unk>``
+  exists for parity with Llama and never occurs.
+* ``tokenizer.source: pretrained``: ``AutoTokenizer.from_pretrained(model.llm.path)``. A
+  tokenizer without a pad token (Vicuna's) gets ``<unk>`` as pad, as LLaVA's training does.
+
+Either way the result is ``save_pretrained`` output that ``load_tokenizer`` reads back.
+Training is deterministic: the same records give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from uvlm.config import Config, load
+from uvlm.data.records import load_records
+
+SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>")
+#: the smallest byte-level vocabulary: 256 byte symbols plus the special tokens
+MIN_VOCAB = 256 + len(SPECIAL_TOKENS)
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """A byte-level BPE with ``vocab_size`` entries (<unk>=0, <s>=1, </s>=2, <pad>=3)."""
+    if vocab_size < MIN_VOCAB:
+        raise ValueError(f"encoders.tokenizer.vocab_size={vocab_size}: a byte-level BPE needs "
+                         f"at least {MIN_VOCAB} (256 bytes + {len(SPECIAL_TOKENS)} specials)")
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    bpe.train_from_iterator(texts, trainer)
+    bos = SPECIAL_TOKENS[1]
+    bpe.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bpe.token_to_id(bos))])
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="<unk>", bos_token="<s>",
+                                   eos_token="</s>", pad_token="<pad>")
+
+
+def record_texts(records: list[dict]) -> list[str]:
+    """Every conversation turn of every record, in file order."""
+    return [turn["value"] for r in records for turn in r["conversations"]]
+
+
+def pretrained_tokenizer(path: str) -> PreTrainedTokenizerFast:
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise FileNotFoundError(f"model.llm.path={path}: cannot load its tokenizer ({e})") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.unk_token
+    return tok
+
+
+def save_tokenizer(tok: PreTrainedTokenizerFast, out_dir: Path) -> None:
+    """``save_pretrained`` into a scratch folder renamed over ``out_dir`` when complete."""
+    tmp = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tok.save_pretrained(tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+
+
+def build_tokenizer(cfg: Config) -> PreTrainedTokenizerFast:
+    if cfg.encoders.tokenizer.source == "pretrained":
+        return pretrained_tokenizer(cfg.model.llm.path)
+    records = load_records(cfg.root / "data" / "train.json")
+    return train_bpe(record_texts(records), cfg.encoders.tokenizer.vocab_size)
+
+
+def main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="uvlm encoders-tokenizer", description=__doc__.split("\n")[0])
+    p.add_argument("--config", required=True, help="config YAML")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    args = p.parse_args(argv)
+    cfg = load(args.config, args.set)
+    start = time.perf_counter()
+    tok = build_tokenizer(cfg)
+    out = cfg.root / "encoders" / "tokenizer"
+    save_tokenizer(tok, out)
+    print(f"encoders-tokenizer ({cfg.encoders.tokenizer.source}): {len(tok)} tokens -> {out} "
+          f"in {time.perf_counter() - start:.1f} s")

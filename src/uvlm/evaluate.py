@@ -1,0 +1,187 @@
+"""`python -m uvlm evaluate`: answer and score every checkpoint of one training run.
+
+Per checkpoint ``ckptKK`` of ``R/runs/{run}/seed{s}/`` this writes, under
+``R/eval/{run}/seed{s}/ckptKK/``:
+
+* ``answers.jsonl``: one row per evaluated turn, with the authors' fields (``prompt``,
+  ``groun_truth``, ``answer``, ``output_img_file``) so their scorer reads it, plus ours;
+* ``images/*.png`` (VQ heads, decoded to pixels) or ``features/*.safetensors`` (continuous
+  heads: the predicted output-space features; the paper has no pixel decoder for them);
+* ``metrics.json``: VQA (official and full protocols), captions, generation (judge
+  accuracy, FID, feature cosine and retrieval), each with bootstrap 95% intervals.
+
+Understanding-only runs answer only the understanding records and generation-only runs
+only the generation records; what a run was not trained for is absent, never zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from uvlm.config import Config, load
+from uvlm.grid import Run, parse_run
+from uvlm.model.batching import MODE_TASKS, Template
+from uvlm.model.checkpoint import load_trained
+from uvlm.model.context import load_context
+from uvlm.model.generate import draw, generate_text
+from uvlm.utils import atomic_path, stream_seed
+
+JUDGE_OF_SPACE = {"vq": "pixels", "siglip": "siglip"}
+
+
+def checkpoints(cfg: Config, run: Run, seed: int) -> list[Path]:
+    base = cfg.root / "runs" / run.name / f"seed{seed}"
+    paths = [base / f"ckpt{k:02d}" for k in range(1, cfg.train.checkpoints + 1)]
+    missing = [p / "model.safetensors" for p in paths if not (p / "model.safetensors").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]}: checkpoint not found ({len(missing)} of "
+                                f"{len(paths)} missing); train the run first")
+    return paths
+
+
+def _batches(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def answer_understanding(model, template: Template, tokenizer, records: list[dict],
+                         und_features: torch.Tensor, cfg: Config) -> dict[tuple[str, int], str]:
+    """Greedy answers to every human turn of the understanding records.
+
+    Turn t's prompt holds the earlier turns with their reference answers (teacher-forced
+    history), so each turn is scored on its own. -> {(record id, turn): answer}
+    """
+    jobs = [(r, t) for r in records
+            for t in range(sum(c["from"] == "human" for c in r["conversations"]))]
+    out = {}
+    for chunk in _batches(jobs, cfg.eval.batch_size):
+        prompts = [template.prompt(r, turn=t) for r, t in chunk]
+        images = und_features[torch.tensor([r["image_id"] for r, _ in chunk])]
+        ids = generate_text(model, template, prompts, cfg.eval.max_new_tokens, images=images)
+        for (r, t), a in zip(chunk, ids, strict=True):
+            out[(r["id"], t)] = tokenizer.decode(a, skip_special_tokens=True).strip()
+    return out
+
+
+def to_pixels(vq, codes: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """VQ codes (B, T) -> uint8 images (B, 3, H, W) through the VQ decoder."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, codes.shape[0], batch_size):
+            img = vq.decode_code(codes[i:i + batch_size])  # (b, 3, H, W) in [-1, 1]
+            out.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8))
+    return torch.cat(out)
+
+
+def generate(model, template: Template, tokenizer, records: list[dict], cfg: Config, vq):
+    """Answer the generation prompts. -> (answers, outputs, drew): outputs are uint8 pixels
+    (B, 3, H, W) for a VQ head, features (B, T, D) for a continuous one."""
+    answers, outputs, drew = [], [], []
+    for chunk in _batches(records, cfg.eval.batch_size):
+        prompts = [template.prompt(r, turn=0) for r in chunk]
+        ids, images, d = draw(model, template, prompts, cfg.eval.max_new_tokens)
+        answers += [tokenizer.decode(a, skip_special_tokens=True).strip() for a in ids]
+        outputs.append(to_pixels(vq, images, cfg.eval.batch_size) if vq is not None
+                       else images)
+        drew.append(d)
+    return answers, torch.cat(outputs), torch.cat(drew)
+
+
+def save_output(out_dir: Path, record_id: str, output: torch.Tensor) -> str:
+    """Write one generated output; returns its path relative to ``out_dir``."""
+    if output.dtype == torch.uint8:
+        rel = f"images/{record_id}.png"
+        with atomic_path(out_dir / rel) as tmp:
+            Image.fromarray(output.permute(1, 2, 0).numpy()).save(tmp, format="PNG")
+    else:
+        rel = f"features/{record_id}.safetensors"
+        with atomic_path(out_dir / rel) as tmp:
+            save_file({"features": output.contiguous()}, str(tmp))
+    return rel
+
+
+def evaluate_run(cfg: Config, run: Run, seed: int) -> None:
+    from uvlm import encoders
+    from uvlm.data.records import load_attributes, load_records
+    from uvlm.encoders.images import read_images
+    from uvlm.eval.answers import answer_rows, gt_attributes, write_answers
+    from uvlm.eval.fid import make_extractor
+    from uvlm.eval.judge import load_judge
+    from uvlm.eval.score import score_answers, write_metrics
+
+    ckpts = checkpoints(cfg, run, seed)  # fail before loading anything else
+    data = cfg.root / "data"
+    tasks = MODE_TASKS[run.mode]
+    records = [r for r in load_records(data / "test.json") if r["task"] in tasks]
+    gt = {int(w.id): gt_attributes(vars(w)) for w in load_attributes(data / "attributes" /
+                                                                     "test.csv")}
+    und_records = [r for r in records if r["task"] != "generation"]
+    gen_records = [r for r in records if r["task"] == "generation"]
+
+    ctx = load_context(cfg, run)
+    und_features = encoders.load_features(cfg, run.und_space, "test") if und_records else None
+    score_kw: dict = {}
+    vq = None
+    if gen_records:
+        judge = load_judge(cfg, JUDGE_OF_SPACE[run.gen_space])
+        score_kw["judge"] = judge
+        if ctx.gen.kind == "vq":
+            vq = encoders.load_vq(cfg).eval()
+            score_kw["fid_reference"] = read_images(cfg, "test", range(cfg.data.n_test))
+            score_kw["fid_extractor"] = make_extractor(cfg.eval.inception_weights, judge)
+        else:
+            score_kw["gt_features"] = encoders.load_features(cfg, run.gen_space, "test")
+
+    for ckpt in tqdm(ckpts, desc=f"eval {run.name} seed{seed}", unit="ckpt"):
+        model, _, _, _ = load_trained(ckpt, ctx)
+        template = Template(ctx.tokenizer, cfg.model.system_prompt, ctx.und.num_tokens,
+                            ctx.gen.num_tokens, cfg.model.llm.max_length)
+        out_dir = cfg.root / "eval" / run.name / f"seed{seed}" / ckpt.name
+        und = (answer_understanding(model, template, ctx.tokenizer, und_records,
+                                    und_features, cfg) if und_records else {})
+        gen_outputs = None
+        gen_answers: dict[str, tuple[str, str]] = {}
+        drew = None
+        if gen_records:
+            answers, gen_outputs, drew = generate(model, template, ctx.tokenizer, gen_records,
+                                                  cfg, vq)
+            for r, a, o in zip(gen_records, answers, gen_outputs, strict=True):
+                gen_answers[r["id"]] = (a, save_output(out_dir, r["id"], o))
+        rows = []
+        for r in records:  # data-file order, as the authors' loop reads it
+            if r["task"] == "generation":
+                answer, file = gen_answers[r["id"]]
+                rows += answer_rows(r, [answer], gt[r["image_id"]], file)
+            else:
+                n = sum(c["from"] == "human" for c in r["conversations"])
+                rows += answer_rows(r, [und[(r["id"], t)] for t in range(n)], gt[r["image_id"]])
+        metrics = score_answers(rows, n_resamples=cfg.eval.bootstrap,
+                                seed=stream_seed(cfg.seed, "eval", run.name, seed, ckpt.name),
+                                gen_outputs=gen_outputs, **score_kw)
+        if drew is not None:
+            # answers that never emitted the "<image>" marker still get a (blank-code) image
+            # scored as generated; this says how often that happened
+            metrics["generation"]["drew_rate"] = float(drew.float().mean())
+        write_answers(out_dir / "answers.jsonl", rows)
+        write_metrics(out_dir / "metrics.json", metrics)
+
+
+def main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="python -m uvlm evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True)
+    p.add_argument("--run", required=True, help="run name, e.g. vq-vq_mixed")
+    p.add_argument("--seed", required=True, type=int)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    args = p.parse_args(argv)
+    cfg = load(args.config, args.set)
+    torch.manual_seed(stream_seed(cfg.seed, "eval", args.run, args.seed))
+    np.random.seed(stream_seed(cfg.seed, "eval", args.run, args.seed) % 2**32)
+    evaluate_run(cfg, parse_run(args.run), args.seed)

@@ -1,0 +1,89 @@
+"""`python -m uvlm bench-train --config C`: training throughput and memory on this machine.
+
+Runs the real ``uvlm.train.train`` loop on synthetic data at the config's model and batch
+sizes, once per precision (fp32, bf16), each in a fresh process so that its peak resident
+memory is its own. Reports tokens/s (text + image positions) and optimizer steps/s after the
+first logging interval (warm-up), and the peak RSS. Writes ``R/bench/train.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import shutil
+
+from uvlm.config import load
+from uvlm.grid import parse_run
+from uvlm.utils import write_json
+
+
+def _one(config: str, overrides: list[str], run_name: str, images: int, threads: int,
+         queue) -> None:
+    import torch
+
+    from uvlm.model import synthetic
+    from uvlm.train import train
+
+    torch.set_num_threads(threads)
+    cfg, run = load(config, overrides), parse_run(run_name)
+    ctx, records, features = synthetic.inputs(cfg, run, images, cfg.seed)
+    out = cfg.root / "bench" / "train" / cfg.train.precision
+    shutil.rmtree(out, ignore_errors=True)
+    train(cfg, run, 0, ctx, records, features, progress=False, out=out)
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    shutil.rmtree(out)
+    timed = lines[1:]  # the first interval holds the warm-up
+    # ru_maxrss is in KiB on Linux
+    queue.put({"tokens_per_s": sum(x["tokens_per_s"] for x in timed) / len(timed),
+               "steps_per_s": len(timed) / sum(x["s_per_step"] for x in timed),
+               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+               "steps": lines[-1]["step"]})
+
+
+def measure(config: str, overrides: list[str], run_name: str, images: int, threads: int,
+            steps: int) -> dict:
+    """Tokens/s, steps/s and peak RSS of ``steps`` optimizer steps, in a fresh process."""
+    cfg = load(config, overrides)
+    per_step = cfg.train.batch_size
+    records = images * {"mixed": 3, "und": 2, "gen": 1}[parse_run(run_name).mode]
+    epochs = steps * per_step / records
+    log = max(steps // 4, 1)
+    overrides = overrides + [f"train.epochs={epochs}", "train.checkpoints=1",
+                             f"train.log_every={log}"]
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    p = ctx.Process(target=_one, args=(config, overrides, run_name, images, threads, queue))
+    p.start()
+    result = queue.get()
+    p.join()
+    if p.exitcode:
+        raise RuntimeError(f"bench-train child for {overrides} failed ({p.exitcode})")
+    return result
+
+
+def main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="uvlm bench-train", description=__doc__.split("\n")[0])
+    p.add_argument("--config", required=True)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--run", default="vq-vq_mixed", help="architecture and mode to time")
+    p.add_argument("--images", type=int, default=512, help="synthetic training images")
+    p.add_argument("--steps", type=int, default=24)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (cores) to use")
+    args = p.parse_args(argv)
+    cfg = load(args.config, args.set)
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    results = {}
+    for precision in ("fp32", "bf16"):
+        r = measure(args.config, args.set + [f"train.precision={precision}"], args.run,
+                    args.images, args.threads, args.steps)
+        results[precision] = r
+        print(f"{precision}: {r['tokens_per_s']:,.0f} tokens/s, {r['steps_per_s']:.2f} steps/s, "
+              f"peak RSS "
+              f"{r['peak_rss_mib']:,.0f} MiB ({r['steps']} steps, batch {cfg.train.batch_size},"
+              f" {args.threads} thread(s))", flush=True)
+    print(f"bf16 / fp32 = {results['bf16']['tokens_per_s'] / results['fp32']['tokens_per_s']:.2f}x")
+    write_json(cfg.root / "bench" / "train.json",
+               {"config": args.config, "run": args.run, "threads": args.threads, **results})

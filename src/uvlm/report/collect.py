@@ -1,0 +1,376 @@
+"""Every result file the paper stage reads: where it lives and how it is read.
+
+This is the one module that knows the layout under ``results/<cfg>/``; the targets registry
+declares its Snakemake inputs with the same path functions the readers use, so a table can
+never read a file its rule did not declare.
+
+Evaluation results become one tidy frame, a row per (run, seed, checkpoint, section, metric):
+
+    run arch mode variant affine detach equal_compute seed ckpt frac
+    section metric value lo hi n_items note
+
+``lo``/``hi`` are the bootstrap 95% interval over test items written by the evaluation (NaN
+when it wrote none); ``n_items`` comes from the evaluation's ``count_<metric>`` entries;
+``note`` carries the string annotations of a metric (e.g. which network FID used). A metric
+the evaluation did not write (a generation-only run has no VQA; a category with no items is
+``null``) has no row: absence is never turned into a zero.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from uvlm.config import Config
+from uvlm.grid import Run
+
+Z95 = 1.959963984540054  # two-sided 95% normal quantile
+
+# --------------------------------------------------------------------------- layout
+
+
+def run_seeds(cfg: Config) -> list[int]:
+    """Seeds every run of the grid is trained and evaluated with."""
+    return list(cfg.grid.seeds)
+
+
+def checkpoints(cfg: Config) -> list[int]:
+    return list(range(1, cfg.train.checkpoints + 1))
+
+
+def eval_metrics_path(cfg: Config, run: Run, seed: int, ckpt: int) -> Path:
+    return cfg.root / "eval" / run.name / f"seed{seed}" / f"ckpt{ckpt:02d}" / "metrics.json"
+
+
+def probe_path(cfg: Config, run: Run, seed: int) -> Path:
+    return cfg.root / "analysis" / "adapters" / run.name / f"seed{seed}" / "probe.json"
+
+
+def train_log_path(cfg: Config, run: Run, seed: int) -> Path:
+    return cfg.root / "runs" / run.name / f"seed{seed}" / "metrics.jsonl"
+
+
+def llava_results_path(cfg: Config, run: Run) -> Path:
+    """lmms-eval's ``*_results.json`` for one LLaVA-scale run, copied to a fixed name."""
+    return cfg.root / "eval" / "llava" / run.name / "results.json"
+
+
+def paper_dir(cfg: Config) -> Path:
+    return cfg.root / "paper"
+
+
+def table_paths(cfg: Config, stem: str) -> list[Path]:
+    """A table's CSV, Markdown and LaTeX files, in that order."""
+    base = paper_dir(cfg) / "tables" / stem
+    return [base.with_suffix(".csv"), base.with_suffix(".md"), base.with_suffix(".tex")]
+
+
+def figure_paths(cfg: Config, name: str) -> list[Path]:
+    """A figure's PNG and PDF files, in that order."""
+    base = paper_dir(cfg) / "figures" / name
+    return [base.with_suffix(".png"), base.with_suffix(".pdf")]
+
+
+def findings_path(cfg: Config) -> Path:
+    return paper_dir(cfg) / "findings.md"
+
+
+# --------------------------------------------------------------------------- metrics.json
+
+SECTIONS = ("vqa_official", "vqa_full", "caption", "generation")
+#: string entries of a section -> the metric they describe (stored in that row's ``note``)
+ANNOTATIONS = {"fid_extractor": "fid", "judge_space": "total"}
+#: ``count_<metric>``: how many test items ``<metric>`` averages over (the eval's convention)
+COUNT_PREFIX = "count_"
+RUN_COLUMNS = ["run", "arch", "mode", "variant", "affine", "detach", "equal_compute"]
+COLUMNS = [*RUN_COLUMNS, "seed", "ckpt", "frac", "section", "metric", "value", "lo", "hi",
+           "n_items", "note"]
+
+
+def _read_json(path: Path):
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: result file not found (declared as an input of "
+                                f"this paper target; its producing rule did not write it)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
+def _number(x, where: str) -> float:
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        raise ValueError(f"{where}: expected a number, got {x!r}")
+    return float(x)
+
+
+def _interval(ci, where: str) -> tuple[float, float]:
+    if ci is None:  # the evaluation writes null when the interval is undefined
+        return math.nan, math.nan
+    if not isinstance(ci, list) or len(ci) != 2:
+        raise ValueError(f"{where}: expected [lo, hi], got {ci!r}")
+    return _number(ci[0], where), _number(ci[1], where)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """Rows (section, metric, value, lo, hi, n_items, note) of one ``metrics.json``."""
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: top level must be a mapping of sections")
+    rows = []
+    for section, entries in data.items():
+        where = f"{path}: {section}"
+        if section not in SECTIONS:
+            raise ValueError(f"{where}: unknown section; allowed: {', '.join(SECTIONS)}")
+        if not isinstance(entries, dict):
+            raise ValueError(f"{where}: expected a mapping of metric -> value")
+        ci = entries.get("ci", {})
+        if not isinstance(ci, dict):
+            raise ValueError(f"{where}.ci: expected a mapping of metric -> [lo, hi]")
+        values, counts, notes = {}, {}, {}
+        for key, value in entries.items():
+            if key == "ci" or value is None:
+                continue
+            if key in ANNOTATIONS:
+                if not isinstance(value, str):
+                    raise ValueError(f"{where}.{key}: expected a string, got {value!r}")
+                notes[ANNOTATIONS[key]] = f"{key}={value}"
+            elif key.startswith(COUNT_PREFIX):
+                counts[key.removeprefix(COUNT_PREFIX)] = _number(value, f"{where}.{key}")
+            elif isinstance(value, str):
+                raise ValueError(f"{where}.{key}: string entry {value!r} is not a known "
+                                 f"annotation ({', '.join(ANNOTATIONS)}); add it to "
+                                 f"uvlm.report.collect.ANNOTATIONS with the metric it names")
+            else:
+                values[key] = _number(value, f"{where}.{key}")
+        for key in ci:
+            if key not in entries:
+                raise ValueError(f"{where}.ci.{key}: interval for a metric the section lacks")
+        for metric, value in values.items():
+            lo, hi = _interval(ci.get(metric), f"{where}.ci.{metric}")
+            rows.append({"section": section, "metric": metric, "value": value, "lo": lo,
+                         "hi": hi, "n_items": counts.get(metric, math.nan),
+                         "note": notes.get(metric, "")})
+    return rows
+
+
+def run_fields(run: Run) -> dict:
+    return {"run": run.name, "arch": run.arch, "mode": run.mode, "variant": run.variant,
+            "affine": run.affine, "detach": run.detach, "equal_compute": run.equal_compute}
+
+
+# --------------------------------------------------------------------------- probe.json
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Adapter analysis of one run and seed: linear-probe accuracy and a t-SNE embedding."""
+
+    accuracy: float
+    lo: float
+    hi: float
+    tsne: np.ndarray  # (N, 2)
+    labels: list[str]  # (N,) weather of each point
+
+
+def wilson_interval(p: float, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion ``p`` observed on ``n`` items."""
+    z2 = Z95**2
+    center = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return center - half, center + half
+
+
+def read_probe(path: Path) -> Probe:
+    """probe.json: ``probe_accuracy``, ``tsne`` (N x 2), ``labels`` (N); its interval from
+    ``ci.probe_accuracy`` when given, else from ``n_test`` (Wilson), else none."""
+    data = _read_json(path)
+    for key in ("probe_accuracy", "tsne", "labels"):
+        if key not in data:
+            raise ValueError(f"{path}: missing key {key!r}")
+    acc = _number(data["probe_accuracy"], f"{path}: probe_accuracy")
+    if "ci" in data:
+        lo, hi = _interval(data["ci"].get("probe_accuracy"), f"{path}: ci.probe_accuracy")
+    elif "n_test" in data:
+        lo, hi = wilson_interval(acc, int(_number(data["n_test"], f"{path}: n_test")))
+    else:
+        lo, hi = math.nan, math.nan
+    tsne = np.asarray(data["tsne"], dtype=float)
+    labels = [str(x) for x in data["labels"]]
+    if tsne.ndim != 2 or tsne.shape[1] != 2 or len(labels) != tsne.shape[0]:
+        raise ValueError(f"{path}: tsne must be N x 2 with N labels, got shape {tsne.shape} "
+                         f"and {len(labels)} labels")
+    return Probe(acc, lo, hi, tsne, labels)
+
+
+def collect_probes(cfg: Config, runs: list[Run]) -> tuple[pd.DataFrame, dict]:
+    """Probe accuracies as tidy rows (section ``adapters``) and the probes by (run, seed)."""
+    rows, probes = [], {}
+    k = cfg.train.checkpoints  # the analysis reads the final checkpoint
+    for run in runs:
+        for seed in run_seeds(cfg):
+            p = read_probe(probe_path(cfg, run, seed))
+            probes[run.name, seed] = p
+            rows.append(run_fields(run) | {
+                "seed": seed, "ckpt": k, "frac": 1.0, "section": "adapters",
+                "metric": "probe_accuracy", "value": p.accuracy, "lo": p.lo, "hi": p.hi,
+                "n_items": math.nan, "note": ""})
+    return pd.DataFrame(rows, columns=COLUMNS), probes
+
+
+# --------------------------------------------------------------------------- metrics.jsonl
+
+
+def read_final_step(path: Path) -> int:
+    """The last optimizer step a training log records."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: training log not found")
+    step = None
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{i}: not valid JSON ({e})") from None
+        if "step" not in rec:
+            raise ValueError(f"{path}:{i}: record has no 'step'")
+        step = int(rec["step"])
+    if step is None:
+        raise ValueError(f"{path}: empty training log")
+    return step
+
+
+def collect_steps(cfg: Config, runs: list[Run]) -> pd.DataFrame:
+    """Optimizer steps per run and seed (the equal-compute check)."""
+    rows = [{"run": r.name, "seed": s, "steps": read_final_step(train_log_path(cfg, r, s))}
+            for r in runs for s in run_seeds(cfg)]
+    return pd.DataFrame(rows, columns=["run", "seed", "steps"])
+
+
+# --------------------------------------------------------------------------- lmms-eval
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One column of the LLaVA table: an lmms-eval task's metric, in the paper's units."""
+
+    label: str
+    task: str
+    metric: str  # lmms-eval key "<name>,<filter>"; its error is "<name>_stderr,<filter>"
+    scale: float  # lmms-eval value -> the unit of PAPER.md's table (percent or MME points)
+    decimals: int = 2  # as PAPER.md prints it
+
+    @property
+    def stderr_key(self) -> str:
+        name, filt = self.metric.split(",", 1)
+        return f"{name}_stderr,{filt}"
+
+
+#: PAPER.md section 5; keys match ``llava.scores`` in paper_numbers.yaml.
+BENCHMARKS = {
+    "gqa": Benchmark("GQA", "gqa", "exact_match,none", 100.0),
+    "mmbench_en_dev": Benchmark("MMB-en dev", "mmbench_en_dev", "gpt_eval_score,none", 1.0),
+    "mme_perception": Benchmark("MME-P", "mme", "mme_percetion_score,none", 1.0, 1),  # sic
+    "mme_cognition": Benchmark("MME-C", "mme", "mme_cognition_score,none", 1.0, 1),
+    "mmstar": Benchmark("MMStar", "mmstar", "average,none", 100.0),
+    "vizwiz_val": Benchmark("VizWiz val", "vizwiz_vqa_val", "exact_match,none", 100.0),
+    "pope_accuracy": Benchmark("POPE acc", "pope", "pope_accuracy,none", 100.0),
+    "pope_f1": Benchmark("POPE F1", "pope", "pope_f1_score,none", 100.0),
+    "textvqa_val": Benchmark("TextVQA val", "textvqa_val", "exact_match,none", 100.0),
+}
+
+
+def read_lmms_eval(path: Path) -> dict[str, tuple[float, float, float]]:
+    """``{benchmark: (value, lo, hi)}`` from an lmms-eval results JSON, in the paper's units.
+
+    A task lmms-eval did not run is absent; lo/hi are value -/+ 1.96 stderr when lmms-eval
+    reports a numeric stderr (it writes ``"N/A"`` for aggregate scores such as MME).
+    """
+    data = _read_json(path)
+    results = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(results, dict):
+        raise ValueError(f"{path}: not an lmms-eval results file (no 'results' mapping)")
+    out = {}
+    for key, b in BENCHMARKS.items():
+        task = results.get(b.task)
+        if task is None or b.metric not in task:
+            continue
+        value = _number(task[b.metric], f"{path}: results.{b.task}.{b.metric}") * b.scale
+        err = task.get(b.stderr_key)
+        if isinstance(err, int | float) and not isinstance(err, bool):
+            out[key] = (value, value - Z95 * err * b.scale, value + Z95 * err * b.scale)
+        else:
+            out[key] = (value, math.nan, math.nan)
+    return out
+
+
+def collect_llava(cfg: Config, runs: list[Run]) -> pd.DataFrame:
+    rows = [{"run": r.name, "benchmark": key, "value": v, "lo": lo, "hi": hi}
+            for r in runs
+            for key, (v, lo, hi) in read_lmms_eval(llava_results_path(cfg, r)).items()]
+    return pd.DataFrame(rows, columns=["run", "benchmark", "value", "lo", "hi"])
+
+
+# --------------------------------------------------------------------------- what a target reads
+
+
+@dataclass(frozen=True)
+class Reads:
+    """The result files one paper target reads (its Snakemake inputs, and nothing else).
+
+    ``evals`` are (run, checkpoint) pairs, read for every seed; build it with
+    :func:`eval_reads` so a run needed by two experiments is read once.
+    """
+
+    evals: tuple[tuple[Run, int], ...] = ()
+    probe_runs: tuple[Run, ...] = ()
+    log_runs: tuple[Run, ...] = ()
+    llava_runs: tuple[Run, ...] = ()
+    files: tuple[Path, ...] = field(default=())  # reference numbers, figure styles
+
+    def paths(self, cfg: Config) -> list[Path]:
+        seeds = run_seeds(cfg)
+        return ([eval_metrics_path(cfg, r, s, k) for r, k in self.evals for s in seeds]
+                + [probe_path(cfg, r, s) for r in self.probe_runs for s in seeds]
+                + [train_log_path(cfg, r, s) for r in self.log_runs for s in seeds]
+                + [llava_results_path(cfg, r) for r in self.llava_runs]
+                + list(self.files))
+
+
+def eval_reads(*groups: tuple[list[Run], list[int]]) -> tuple[tuple[Run, int], ...]:
+    """Distinct (run, checkpoint) pairs of several (runs, checkpoints) groups, in order."""
+    return tuple(dict.fromkeys((r, k) for runs, ks in groups for r in runs for k in ks))
+
+
+@dataclass(frozen=True)
+class Results:
+    """Everything a target read, loaded."""
+
+    evals: pd.DataFrame  # tidy (COLUMNS): eval rows and probe-accuracy rows
+    probes: dict  # (run name, seed) -> Probe
+    steps: pd.DataFrame  # run, seed, steps
+    llava: pd.DataFrame  # run, benchmark, value, lo, hi
+
+
+def collect(cfg: Config, evals) -> pd.DataFrame:
+    """The tidy frame of the ``metrics.json`` of every (run, checkpoint) pair and seed."""
+    rows = []
+    for run, k in evals:
+        for seed in run_seeds(cfg):
+            base = run_fields(run) | {"seed": seed, "ckpt": k, "frac": k / cfg.train.checkpoints}
+            rows += [base | r for r in read_metrics(eval_metrics_path(cfg, run, seed, k))]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def load(cfg: Config, reads: Reads) -> Results:
+    evals = collect(cfg, reads.evals)
+    probe_rows, probes = collect_probes(cfg, list(reads.probe_runs))
+    frames = [f for f in (evals, probe_rows) if not f.empty]
+    tidy = pd.concat(frames, ignore_index=True) if frames else evals
+    return Results(tidy, probes, collect_steps(cfg, list(reads.log_runs)),
+                   collect_llava(cfg, list(reads.llava_runs)))

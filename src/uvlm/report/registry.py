@@ -1,0 +1,232 @@
+"""The paper stage's targets: every table, figure and ``findings.md``, with exact files.
+
+``targets(cfg)`` maps each target the config asks for to ``(inputs, outputs)``; the
+Snakefile makes one rule per target from it, and ``python -m uvlm paper --target NAME``
+builds one. A target's inputs are exactly the files its builder reads (both come from the
+same :class:`~uvlm.report.collect.Reads`), plus the reference numbers it prints and, for a
+figure, its style files, so restyling one figure reruns only that figure's rule.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from uvlm.config import Config, ConfigError
+from uvlm.grid import experiment_runs
+from uvlm.report.collect import (
+    Reads,
+    Results,
+    checkpoints,
+    eval_reads,
+    figure_paths,
+    findings_path,
+    load,
+    table_paths,
+)
+from uvlm.report.reference import REFERENCE_PATH, load_reference
+from uvlm.report.spec import style_files
+from uvlm.utils import atomic_write
+
+# The builders (pandas summaries, scipy, matplotlib) are imported when a target is built,
+# not when the Snakefile asks for the targets.
+
+
+class TargetFiles(NamedTuple):
+    inputs: list[Path]
+    outputs: list[Path]
+
+
+@dataclass(frozen=True)
+class Target:
+    experiments: tuple[str, ...]  # built when all of these are in grid.experiments
+    reads: Callable[[Config], Reads]
+    outputs: Callable[[Config], list[Path]]
+    build: Callable[[Config, Results, dict | None], None]  # (cfg, results, reference)
+
+
+def _rel(path: Path) -> Path:
+    """Package files (reference numbers, styles) relative to the working directory when
+    below it, so the Snakefile's inputs read like the rest of the repository."""
+    rel = os.path.relpath(path)
+    return Path(rel) if not rel.startswith("..") else path
+
+
+def _final(cfg: Config) -> list[int]:
+    return [cfg.train.checkpoints]
+
+
+def _runs(cfg: Config, experiment: str, modes: tuple[str, ...]):
+    return [r for r in experiment_runs(cfg, experiment) if r.mode in modes]
+
+
+# --------------------------------------------------------------------------- tables
+
+def _table(stem: str) -> tuple[Callable, Callable]:
+    """Outputs and builder of the table that ``uvlm.report.tables.TABLES[stem]`` makes."""
+    def outputs(cfg: Config) -> list[Path]:
+        return table_paths(cfg, stem)
+
+    def build(cfg: Config, res: Results, ref: dict | None) -> None:
+        from uvlm.report import tables
+
+        tables.write_table(tables.TABLES[stem](cfg, res, ref), table_paths(cfg, stem))
+
+    return outputs, build
+
+
+def _mutual_table(modes: tuple[str, ...], logs: bool, ref: bool):
+    def reads(cfg: Config) -> Reads:
+        runs = _runs(cfg, "mutual", modes)
+        return Reads(evals=eval_reads((runs, _final(cfg))), log_runs=tuple(runs if logs else ()),
+                     files=(_rel(REFERENCE_PATH),) if ref else ())
+    return reads
+
+
+def _final_reads(experiment: str, ref: bool):
+    def reads(cfg: Config) -> Reads:
+        return Reads(evals=eval_reads((experiment_runs(cfg, experiment), _final(cfg))),
+                     files=(_rel(REFERENCE_PATH),) if ref else ())
+    return reads
+
+
+def _adapter_reads(cfg: Config) -> Reads:
+    return Reads(probe_runs=tuple(experiment_runs(cfg, "adapters")),
+                 files=(_rel(REFERENCE_PATH),))
+
+
+def _llava_reads(cfg: Config) -> Reads:
+    return Reads(llava_runs=tuple(experiment_runs(cfg, "llava")), files=(_rel(REFERENCE_PATH),))
+
+
+def _reference_reads(cfg: Config) -> Reads:
+    return Reads(files=(_rel(REFERENCE_PATH),))
+
+
+def _table_target(experiments, reads, stem) -> Target:
+    outputs, build = _table(stem)
+    return Target(experiments, reads, outputs, build)
+
+
+# --------------------------------------------------------------------------- figures
+
+def _figure_target(name: str, experiment: str, reads_of: Callable[[Config], Reads],
+                   ref: bool = False) -> Target:
+    def reads(cfg: Config) -> Reads:
+        base = reads_of(cfg)
+        files = [_rel(p) for p in style_files(name)]
+        return Reads(base.evals, base.probe_runs, base.log_runs, base.llava_runs,
+                     tuple([*files, *((_rel(REFERENCE_PATH),) if ref else ())]))
+
+    def outputs(cfg: Config) -> list[Path]:
+        return figure_paths(cfg, name)
+
+    def build(cfg: Config, res: Results, reference: dict | None) -> None:
+        from uvlm.report import figures
+
+        figures.draw(name, cfg, res, reference)
+
+    return Target((experiment,), reads, outputs, build)
+
+
+def _mutual_curves(cfg: Config) -> Reads:
+    return Reads(evals=eval_reads((experiment_runs(cfg, "mutual"), checkpoints(cfg))))
+
+
+# --------------------------------------------------------------------------- findings
+
+def _findings_reads(cfg: Config) -> Reads:
+    exps = set(cfg.grid.experiments)
+    groups = []
+    if "mutual" in exps:
+        groups.append((experiment_runs(cfg, "mutual"), checkpoints(cfg)))
+    for exp in ("imbalance", "alignment", "transfer"):
+        if exp in exps:
+            groups.append((experiment_runs(cfg, exp), _final(cfg)))
+    return Reads(evals=eval_reads(*groups),
+                 probe_runs=tuple(experiment_runs(cfg, "adapters")) if "adapters" in exps
+                 else (),
+                 llava_runs=tuple(experiment_runs(cfg, "llava")) if "llava" in exps else (),
+                 files=(_rel(REFERENCE_PATH),))
+
+
+def _findings_outputs(cfg: Config) -> list[Path]:
+    return [findings_path(cfg)]
+
+
+def _findings_build(cfg: Config, res: Results, ref: dict | None) -> None:
+    from uvlm.report import findings
+
+    with atomic_write(findings_path(cfg)) as fh:
+        fh.write(findings.findings(cfg, res, ref))
+
+
+# --------------------------------------------------------------------------- registry
+
+TARGETS: dict[str, Target] = {
+    "table_mutual_understanding": _table_target(
+        ("mutual",), _mutual_table(("mixed", "und"), logs=True, ref=True),
+        "mutual_understanding"),
+    "table_mutual_generation": _table_target(
+        ("mutual",), _mutual_table(("mixed", "gen"), logs=True, ref=False),
+        "mutual_generation"),
+    "table_mutual_caption": _table_target(
+        ("mutual",), _mutual_table(("mixed", "und"), logs=False, ref=False),
+        "mutual_caption"),
+    "table_imbalance": _table_target(
+        ("imbalance",), _final_reads("imbalance", ref=False), "imbalance"),
+    "table_alignment": _table_target(
+        ("alignment",), _final_reads("alignment", ref=False), "alignment"),
+    "table_transfer": _table_target(
+        ("transfer",), _final_reads("transfer", ref=True), "transfer"),
+    "table_adapters": _table_target(("adapters",), _adapter_reads, "adapters"),
+    "table_llava": _table_target(("llava",), _llava_reads, "llava"),
+    "table_reference": _table_target((), _reference_reads, "reference"),
+    "fig_mutual": _figure_target("fig_mutual", "mutual", _mutual_curves, ref=True),
+    "fig_imbalance": _figure_target("fig_imbalance", "imbalance",
+                                    _final_reads("imbalance", ref=False)),
+    "fig_alignment": _figure_target("fig_alignment", "alignment",
+                                    _final_reads("alignment", ref=False)),
+    "fig_transfer": _figure_target("fig_transfer", "transfer",
+                                   _final_reads("transfer", ref=False), ref=True),
+    "fig_adapters": _figure_target("fig_adapters", "adapters", _adapter_reads),
+    "findings": Target((), _findings_reads, _findings_outputs, _findings_build),
+}
+
+
+def _configured(cfg: Config, target: Target) -> bool:
+    return set(target.experiments) <= set(cfg.grid.experiments)
+
+
+def targets(cfg: Config) -> dict[str, TargetFiles]:
+    """Every paper target this config asks for: name -> (inputs, outputs)."""
+    return {name: TargetFiles(t.reads(cfg).paths(cfg), t.outputs(cfg))
+            for name, t in TARGETS.items() if _configured(cfg, t)}
+
+
+def experiment_targets(cfg: Config, experiment: str) -> list[str]:
+    """Names of the configured targets that show one experiment (``findings`` and the
+    reference table belong to none)."""
+    return [name for name, t in TARGETS.items()
+            if experiment in t.experiments and _configured(cfg, t)]
+
+
+def build(cfg: Config, name: str) -> list[Path]:
+    """Build one target; returns its outputs."""
+    if name not in TARGETS:
+        raise ConfigError(f"paper target {name!r} is unknown; choose from: "
+                          f"{', '.join(TARGETS)}")
+    target = TARGETS[name]
+    if not _configured(cfg, target):
+        missing = sorted(set(target.experiments) - set(cfg.grid.experiments))
+        raise ConfigError(f"paper target {name!r} needs experiment(s) {', '.join(missing)} "
+                          f"in grid.experiments (config {cfg.name!r} has "
+                          f"{', '.join(cfg.grid.experiments)})")
+    reads = target.reads(cfg)
+    # Only a target that declares the reference numbers as an input gets them.
+    ref = load_reference() if _rel(REFERENCE_PATH) in reads.files else None
+    target.build(cfg, load(cfg, reads), ref)
+    return target.outputs(cfg)

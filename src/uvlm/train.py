@@ -1,0 +1,284 @@
+"""`python -m uvlm train --config C --run RUN --seed S`: train one run of the grid.
+
+One visible loop on accelerate (STYLE.md 4.5). Writes under ``R/runs/{run}/seed{s}/``:
+
+* ``ckpt{k:02d}/`` (weights + config) after k/K of the run's optimizer steps, K =
+  ``train.checkpoints``: the paper's data-scale axis (PAPER.md 2.3);
+* ``metrics.jsonl``: loss parts, lr and tokens/s every ``train.log_every`` steps;
+* ``state/``: resume scratch. At every checkpoint it gets the full training state (weights,
+  AdamW moments, step; safetensors + JSON) and a hard link of the checkpoint, so a killed run
+  started again continues from its last checkpoint, even if Snakemake deleted the outputs of
+  the failed job. It is removed when the run completes.
+
+Determinism: data order is a seeded permutation per epoch and torch is reseeded every step,
+so a resumed run ends with the same weights as an uninterrupted one.
+
+Loss normalisation: text CE is the mean over every supervised token of the global batch and
+the image loss the mean over its image tokens (token-weighted); each micro-batch on each
+process divides its sums by the global counts, so shards add up to exactly that loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, PartialState
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from uvlm.config import Config, ConfigError, load, to_dict
+from uvlm.grid import Run, parse_run
+from uvlm.model.batching import Batcher, Template
+from uvlm.model.checkpoint import load_weights, save_weights, write_checkpoint
+from uvlm.model.context import load_train_inputs, mode_records
+from uvlm.model.unified import ModelContext, UnifiedVLM, build_model, check_arch
+from uvlm.utils import atomic_path, atomic_write, read_json, stream_seed, write_json
+
+
+def lr_at(step: int, total: int, peak: float, warmup_ratio: float) -> float:
+    """Linear warmup over ceil(warmup_ratio x total) steps, then cosine decay to 0."""
+    warmup = math.ceil(warmup_ratio * total)
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(total - warmup, 1)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def plan(cfg: Config, run: Run, n_records: int) -> tuple[int, dict[int, int]]:
+    """Optimizer steps of a run and {step: k} of its checkpoints at k/K of them."""
+    tc = cfg.train
+    total = math.ceil(tc.epochs * run.epoch_scale * n_records / tc.batch_size)
+    if total < tc.checkpoints:
+        raise ConfigError(f"run {run.name}: {total} optimizer steps cannot hold "
+                          f"train.checkpoints={tc.checkpoints}")
+    return total, {round(k * total / tc.checkpoints): k for k in range(1, tc.checkpoints + 1)}
+
+
+def param_groups(model: UnifiedVLM, cfg: Config) -> list[dict]:
+    """The LLM's trainable weights at train.lr; adapters and head at train.adapter_lr."""
+    in_lm = {id(p) for p in model.lm.parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in trainable if id(p) in in_lm], "lr": cfg.train.lr},
+            {"params": [p for p in trainable if id(p) not in in_lm], "lr": cfg.train.adapter_lr}]
+
+
+def state_key(cfg: Config, run: Run, seed: int) -> str:
+    """What a resume state must match: the config sections training reads, run and seed."""
+    d = to_dict(cfg)
+    return json.dumps({k: d[k] for k in ("seed", "data", "encoders", "model", "train")}
+                      | {"run": run.name, "train_seed": seed}, sort_keys=True)
+
+
+# ---------------------------------------------------------------------- resume state
+
+def save_state(state: Path, step: int, key: str, model, optimizer, lora: bool, metrics: Path):
+    """Write ``state/step{N}/`` then point ``state/latest.json`` at it (atomic switch)."""
+    d = state / f"step{step:08d}"
+    d.mkdir(parents=True, exist_ok=True)
+    save_weights(model, d / "model.safetensors", lora)
+    opt = optimizer.state_dict()
+    tensors = {f"{i}.{name}": t for i, s in opt["state"].items() for name, t in s.items()}
+    with atomic_path(d / "optimizer.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    write_json(d / "optimizer.json", {"param_groups": opt["param_groups"]})
+    shutil.copyfile(metrics, d / "metrics.jsonl")
+    write_json(state / "latest.json", {"step": step, "key": key, "dir": d.name})
+    for old in state.glob("step*"):
+        if old != d:
+            shutil.rmtree(old)
+
+
+def drop_stale_state(state: Path, key: str) -> None:
+    """A resume state of another config or run is discarded, loudly."""
+    if (state / "latest.json").is_file() and read_json(state / "latest.json")["key"] != key:
+        print(f"{state}: resume state of another config or run; starting afresh")
+        shutil.rmtree(state)
+
+
+def load_state(state: Path, model, optimizer, lora: bool) -> int:
+    """Restore the latest state into model and optimizer; return its step (0 if none)."""
+    if not (state / "latest.json").is_file():
+        return 0
+    latest = read_json(state / "latest.json")
+    d = state / latest["dir"]
+    load_weights(model, d / "model.safetensors", lora)
+    flat = load_file(str(d / "optimizer.safetensors"))
+    per_param: dict[int, dict] = {}
+    for k, t in flat.items():
+        i, name = k.split(".", 1)
+        per_param.setdefault(int(i), {})[name] = t
+    groups = read_json(d / "optimizer.json")["param_groups"]
+    optimizer.load_state_dict({"state": per_param, "param_groups": groups})
+    return latest["step"]
+
+
+def restore_checkpoints(state: Path, out: Path) -> None:
+    """Re-link checkpoints that a workflow manager deleted after a killed job."""
+    for kept in sorted(state.glob("ckpt*")):
+        for f in kept.iterdir():
+            if not (out / kept.name / f.name).exists():
+                (out / kept.name).mkdir(parents=True, exist_ok=True)
+                os.link(f, out / kept.name / f.name)
+
+
+def keep_checkpoint(ckpt: Path, state: Path) -> None:
+    (state / ckpt.name).mkdir(parents=True, exist_ok=True)
+    for f in ckpt.iterdir():
+        target = state / ckpt.name / f.name
+        target.unlink(missing_ok=True)
+        os.link(f, target)
+
+
+# ---------------------------------------------------------------------- training
+
+def train(cfg: Config, run: Run, seed: int, ctx: ModelContext, records: list[dict],
+          features: dict, progress: bool = True, out: Path | None = None) -> Path:
+    """Train one run into ``out`` (default ``R/runs/{run}/seed{seed}``) and return it."""
+    out = cfg.root / "runs" / run.name / f"seed{seed}" if out is None else out
+    state, metrics = out / "state", out / "metrics.jsonl"
+    records = mode_records(records, run, f"run {run.name}")
+    tc = cfg.train
+
+    # Without CUDA, processes started by torchrun (accelerate's multi-process launcher) must
+    # be told they are CPU processes to form a gloo group instead of falling back to one.
+    cpu = not torch.cuda.is_available()
+    world, rank = PartialState(cpu=cpu).num_processes, PartialState(cpu=cpu).process_index
+    micro = tc.micro_batch_size or tc.batch_size // world
+    if tc.batch_size % (world * micro):
+        raise ConfigError(f"train.batch_size={tc.batch_size} is not a multiple of "
+                          f"{world} processes x train.micro_batch_size={micro}")
+    accum = tc.batch_size // (world * micro)
+    accelerator = Accelerator(cpu=cpu, gradient_accumulation_steps=accum)
+    main = accelerator.is_main_process
+
+    torch.manual_seed(stream_seed(cfg.seed, "train", "init", seed))
+    model = build_model(cfg, run, ctx)
+    template = Template(ctx.tokenizer, cfg.model.system_prompt, ctx.und.num_tokens,
+                        ctx.gen.num_tokens, cfg.model.llm.max_length)
+    data = Batcher(template.encode(records), features, ctx.und, ctx.gen)
+    n = len(data)
+    total, ckpt_at = plan(cfg, run, n)
+
+    @lru_cache(maxsize=2)
+    def permutation(epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(stream_seed(cfg.seed, "train", "order", run.name,
+                                                      seed, epoch))
+        return torch.randperm(n, generator=g)
+
+    def step_rows(step: int) -> torch.Tensor:
+        """The global batch of ``step``: the next batch_size samples of the epoch stream."""
+        pos = torch.arange(step * tc.batch_size, (step + 1) * tc.batch_size)
+        return torch.cat([permutation(int(e))[pos[pos // n == e] % n] for e in
+                          (pos // n).unique()])
+
+    peaks = [tc.lr, tc.adapter_lr]
+    optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=tc.weight_decay)
+    key, lora = state_key(cfg, run, seed), cfg.model.lora.enabled
+    if main:
+        drop_stale_state(state, key)
+    accelerator.wait_for_everyone()
+    start = load_state(state, model, optimizer, lora)
+    if main:
+        restore_checkpoints(state, out)
+        with atomic_write(metrics) as fh:  # the log up to the resumed step
+            if start:
+                fh.write((state / f"step{start:08d}" / "metrics.jsonl").read_text())
+    if tc.grad_checkpointing and accelerator.device.type == "cuda":
+        model.lm.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+    model, optimizer = accelerator.prepare(model, optimizer)
+    bf16 = tc.precision == "bf16"
+    accelerator.print(
+        f"train {run.name} seed {seed}: {n} records, {total} steps x {tc.batch_size} "
+        f"(= {world} processes x {accum} micro-batches x {micro}), {tc.epochs * run.epoch_scale:g}"
+        f" epochs, lr {tc.lr:g} / adapters {tc.adapter_lr:g}, {tc.precision}, "
+        f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable params"
+        + (f", resuming at step {start}" if start else ""))
+
+    bar = tqdm(total=total, initial=start, disable=not (progress and main))
+    t0, tokens, logged = time.perf_counter(), 0, start
+    for step in range(start, total):
+        for group, peak in zip(optimizer.param_groups, peaks, strict=True):
+            group["lr"] = lr_at(step, total, peak, tc.warmup_ratio)
+        rows = step_rows(step)
+        n_text, n_image = data.counts(rows)
+        tokens += data.tokens(rows)
+        torch.manual_seed(stream_seed(cfg.seed, "train", "step", run.name, seed, step, rank))
+        sums = torch.zeros(2, device=accelerator.device)
+        for part in rows.view(world, -1)[rank].split(micro):
+            with accelerator.accumulate(model):
+                with torch.autocast(accelerator.device.type, torch.bfloat16, enabled=bf16):
+                    parts = model(data.batch(part).to(accelerator.device))
+                # x world x accum: DDP averages over processes, accelerate over micro-batches
+                accelerator.backward(parts.loss(n_text, n_image) * world * accum)
+                if accelerator.sync_gradients and tc.grad_clip:
+                    accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            sums += torch.stack([parts.text_sum.detach(), parts.image_sum.detach()])
+        text_sum, image_sum = accelerator.reduce(sums, "sum").tolist()
+        text_loss, image_loss = text_sum / max(n_text, 1), image_sum / max(n_image, 1)
+        loss = text_loss + parts.alpha * image_loss
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"run {run.name} seed {seed}: loss {loss} at step {step}")
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}")
+        done = step + 1
+        if main and (done % tc.log_every == 0 or done == total):
+            dt, t0 = time.perf_counter() - t0, time.perf_counter()
+            line = {"step": done, "epoch": done * tc.batch_size / n, "loss": loss,
+                    "text_loss": text_loss, "image_loss": image_loss,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "adapter_lr": optimizer.param_groups[1]["lr"], "tokens_per_s": tokens / dt,
+                    "s_per_step": dt / (done - logged)}
+            tokens, logged = 0, done
+            with metrics.open("a") as fh:
+                fh.write(json.dumps(line) + "\n")
+        if done in ckpt_at:
+            accelerator.wait_for_everyone()
+            if main:
+                ckpt = out / f"ckpt{ckpt_at[done]:02d}"
+                info = {"seed": seed, "checkpoint": ckpt_at[done], "step": done,
+                        "total_steps": total, "fraction": done / total,
+                        "samples": done * tc.batch_size, "records": n}
+                unwrapped = accelerator.unwrap_model(model)
+                write_checkpoint(ckpt, unwrapped, cfg, run, info)
+                keep_checkpoint(ckpt, state)
+                if done < total:
+                    save_state(state, done, key, unwrapped, optimizer.optimizer, lora, metrics)
+            accelerator.wait_for_everyone()
+    bar.close()
+    if main:
+        shutil.rmtree(state, ignore_errors=True)
+    accelerator.end_training()
+    return out
+
+
+def main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="uvlm train", description=__doc__.split("\n")[0])
+    p.add_argument("--config", required=True)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--run", required=True, help="run name, e.g. vq-vq_mixed")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--synthetic", type=int, default=0, metavar="N",
+                   help="train on N synthetic images instead of the pipeline's files "
+                        "(benchmarks and tests)")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    cfg, run = load(args.config, args.set), parse_run(args.run)
+    check_arch(run)
+    if args.synthetic:
+        from uvlm.model import synthetic
+
+        ctx, records, features = synthetic.inputs(cfg, run, args.synthetic, cfg.seed)
+    else:
+        ctx, records, features = load_train_inputs(cfg, run)
+    train(cfg, run, args.seed, ctx, records, features, progress=not args.no_progress)

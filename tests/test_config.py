@@ -1,0 +1,67 @@
+"""The config loader rejects bad input with a message naming the key; schema stays in sync."""
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from uvlm.config import ConfigError, json_schema, load, to_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "config").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_config_loads_strictly_and_matches_schema(path):
+    cfg = load(path)
+    assert cfg.name == yaml.safe_load(path.read_text())["name"]
+    jsonschema.validate(yaml.safe_load(path.read_text()), json_schema())
+    jsonschema.validate(to_dict(cfg), json_schema())
+
+
+def test_config_names_are_distinct():
+    names = [load(p).name for p in CONFIGS]
+    assert len(names) == len(set(names))
+
+
+def test_committed_schema_is_generated_from_the_dataclasses():
+    committed = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    assert committed == json_schema(), "run: python -m uvlm config-schema > workflow/schemas/config.schema.yaml"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.foo=1", "unknown key model.foo; allowed keys under model: llm, lora"),
+        ("data.n_train=0", "data.n_train: 0 is out of range; allowed: [1, inf]"),
+        ("data.image_size=abc", "data.image_size: expected int, got 'abc'"),
+        ("train.precision=fp8", "train.precision: 'fp8' is not allowed; allowed values: 'fp32', 'bf16'"),
+        ("grid.architectures=[siglip-clip]", "grid.architectures[0]: 'siglip-clip' is not allowed"),
+        ("grid.experiments=[mutal]", "grid.experiments[0]: 'mutal' is not allowed; allowed values: 'mutual'"),
+        ("grid.seeds=[]", "grid.seeds: empty"),
+        ("data.bias.battery_keep=[60,10]", "data.bias.battery_keep: expected [lo, hi]"),
+        ("train.lr=-1", "train.lr: -1.0 is out of range"),
+        ("name=a/b", "name: 'a/b' must be"),
+    ],
+)
+def test_bad_values_name_the_key_and_allowed_values(override, message):
+    with pytest.raises(ConfigError) as e:
+        load(ROOT / "config/smoke.yaml", [override])
+    assert message in str(e.value)
+    assert "config/smoke.yaml" in str(e.value)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
+        load(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load(bad)
+
+
+def test_overrides_are_typed_and_hash_changes():
+    a, b = load(ROOT / "config/smoke.yaml"), load(ROOT / "config/smoke.yaml", ["seed=1"])
+    assert b.seed == 1 and a.hash() != b.hash()
+    assert load(ROOT / "config/smoke.yaml", ["train.lr=1"]).train.lr == 1.0

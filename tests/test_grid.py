@@ -1,0 +1,63 @@
+"""The grid: run names round-trip, experiments share runs, empty cells are refused."""
+
+from pathlib import Path
+
+import pytest
+
+from uvlm.config import ConfigError, load
+from uvlm.grid import Run, all_runs, experiment_runs, parse_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        Run("vq-vq", "mixed"),
+        Run("siglip-vq", "und", equal_compute=True),
+        Run("vq-vq", "und", affine=0.2),
+        Run("siglip-siglip", "mixed", "biased-weather", detach=True),
+        Run("vq-vq", "mixed", "extra-gen-1000"),
+    ],
+)
+def test_run_names_round_trip(run):
+    assert parse_run(run.name) == run
+
+
+def test_names_are_readable():
+    assert Run("siglip-vq", "und", equal_compute=True).name == "siglip-vq_und-eq"
+    assert Run("vq-vq", "und", affine=0.2).name == "vq-vq_und_affine0.2"
+
+
+@pytest.mark.parametrize("bad", ["vq-vq", "vq-vq_both", "vq-vq_mixed_sideways"])
+def test_bad_run_names(bad):
+    with pytest.raises(ConfigError, match=bad):
+        parse_run(bad)
+
+
+def test_equal_compute_matches_mixed_steps():
+    assert Run("vq-vq", "und", equal_compute=True).epoch_scale == 1.5
+    assert Run("vq-vq", "gen", equal_compute=True).epoch_scale == 3.0
+    assert Run("vq-vq", "gen").epoch_scale == 1.0
+
+
+def test_experiments_share_runs_instead_of_retraining():
+    cfg = load(ROOT / "config/config.yaml")
+    names = [r.name for r in all_runs(cfg)]
+    assert len(names) == len(set(names))
+    # alignment at distortion 0 is mutual's mixed run
+    assert "vq-vq_mixed" in {r.name for r in experiment_runs(cfg, "alignment")}
+    assert "vq-vq_mixed" in {r.name for r in experiment_runs(cfg, "mutual")}
+
+
+def test_empty_experiment_is_refused_naming_it():
+    cfg = load(ROOT / "config/smoke.yaml", ["grid.architectures=[siglip-vq]",
+                                            "grid.imbalance_architectures=[]"])
+    with pytest.raises(ConfigError, match="'imbalance' has no runs"):
+        experiment_runs(cfg, "imbalance")
+
+
+def test_unknown_experiment_is_refused():
+    cfg = load(ROOT / "config/smoke.yaml")
+    with pytest.raises(ConfigError, match="unknown experiment 'nope'"):
+        experiment_runs(cfg, "nope")

@@ -1,0 +1,118 @@
+# Stage `encoders`: the vision spaces (pretrained at paper scale, trained here at tiny
+# scales), the tokenizer, the per-image features or VQ codes every training run reads, and
+# the fixed affine distortions of the alignment experiment.
+
+
+rule tokenizer:
+    input:
+        f"{R}/data/train.json",
+    output:
+        f"{R}/encoders/tokenizer/tokenizer.json",
+    params:
+        cfg=CONFIG_FILE,
+        depends=sections("data", "encoders", "model"),
+    log:
+        f"{R}/logs/encoders/tokenizer.log",
+    conda:
+        "../envs/uvlm.yaml"
+    shell:
+        "python -m uvlm encoders-tokenizer --config {params.cfg} > {log} 2>&1"
+
+
+rule siglip:
+    input:
+        data=f"{R}/data/train.json",
+        tokenizer=rules.tokenizer.output,
+    output:
+        f"{R}/encoders/siglip/model.safetensors",
+    params:
+        cfg=CONFIG_FILE,
+        depends=sections("data", "encoders"),
+    log:
+        f"{R}/logs/encoders/siglip.log",
+    threads: 2
+    resources:
+        gpu=1 if CFG.encoders.siglip.source == "train" else 0,
+    conda:
+        "../envs/uvlm.yaml"
+    benchmark:
+        f"{R}/benchmarks/encoders/siglip.tsv"
+    shell:
+        "python -m uvlm encoders-siglip --config {params.cfg} > {log} 2>&1"
+
+
+rule vq:
+    input:
+        # paper scale converts LlamaGen's checkpoint; tiny scales train on the train split
+        (
+            CFG.encoders.vq.path
+            if CFG.encoders.vq.source == "pretrained"
+            else f"{R}/data/train.json"
+        ),
+    output:
+        vq_weights(),
+    params:
+        cfg=CONFIG_FILE,
+        depends=sections("data", "encoders"),
+    log:
+        f"{R}/logs/encoders/vq.log",
+    threads: 2
+    resources:
+        gpu=1 if CFG.encoders.vq.source == "train" else 0,
+    conda:
+        "../envs/uvlm.yaml"
+    benchmark:
+        f"{R}/benchmarks/encoders/vq.tsv"
+    shell:
+        "python -m uvlm encoders-vq --config {params.cfg} > {log} 2>&1"
+
+
+def encoder_weights(wildcards):
+    if wildcards.space == "vq":
+        return [vq_weights()]
+    if wildcards.space == "siglip" and CFG.encoders.siglip.source == "train":
+        return rules.siglip.output
+    return []
+
+
+rule features:
+    input:
+        data=f"{R}/data/{{split}}.json",
+        weights=encoder_weights,
+    output:
+        features("{space}", "{split}"),
+    params:
+        cfg=CONFIG_FILE,
+        depends=sections("data", "encoders"),
+    log:
+        f"{R}/logs/encoders/features_{{space}}_{{split}}.log",
+    threads: 2
+    resources:
+        gpu=1,
+    conda:
+        "../envs/uvlm.yaml"
+    shell:
+        "python -m uvlm encoders-features --config {params.cfg} --space {wildcards.space}"
+        " --split {wildcards.split} > {log} 2>&1"
+
+
+rule affine:
+    output:
+        [affine_file("vq", s) for s in CFG.encoders.affine.vq_sigmas],
+        [affine_file("siglip", k) for k in CFG.encoders.affine.siglip_ks],
+    params:
+        cfg=CONFIG_FILE,
+        depends=sections("encoders"),
+    log:
+        f"{R}/logs/encoders/affine.log",
+    conda:
+        "../envs/uvlm.yaml"
+    shell:
+        "python -m uvlm encoders-affine --config {params.cfg} > {log} 2>&1"
+
+
+rule encoders:
+    input:
+        rules.tokenizer.output,
+        expand(features("{space}", "{split}"), space=spaces(), split=splits()),
+        rules.affine.output,

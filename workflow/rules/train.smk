@@ -1,0 +1,53 @@
+# Stage `train`: one job per (run, seed) of the grid. Each run saves checkpoints at equal
+# fractions of its data (the paper's data-scale axis). Only the final checkpoint files are
+# declared outputs; the resume state lives in an undeclared scratch folder, so a killed job
+# continues instead of restarting.
+
+
+def train_inputs(wildcards):
+    run = grid.parse_run(wildcards.run)
+    needed = {
+        "und": [run.und_space],
+        "gen": [run.gen_space],
+        "mixed": [run.und_space, run.gen_space],
+    }
+    split = ["train", "extra"] if run.variant.startswith("extra-") else ["train"]
+    inputs = {
+        "data": train_data(run),
+        "tokenizer": rules.tokenizer.output[0],
+        "features": [features(s, sp) for s in sorted(set(needed[run.mode])) for sp in split],
+    }
+    if "vq" in (run.und_space, run.gen_space):
+        inputs["vq"] = vq_weights()
+    if run.affine:
+        inputs["affine"] = affine_file(run.und_space, run.affine)
+    return inputs
+
+
+rule train_run:
+    input:
+        unpack(train_inputs),
+    output:
+        ckpts=[ckpt("{run}", "{seed}", k) for k in CKPTS],
+        metrics=f"{R}/runs/{{run}}/seed{{seed}}/metrics.jsonl",
+    params:
+        cfg=CONFIG_FILE,
+        depends=sections("data", "encoders", "model", "train"),
+    log:
+        f"{R}/logs/train/{{run}}/seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/train/{{run}}/seed{{seed}}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+        runtime=CFG.train.runtime_minutes,
+    conda:
+        "../envs/uvlm.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} python -m uvlm train --config {params.cfg}"
+        " --run {wildcards.run} --seed {wildcards.seed} > {log} 2>&1"
+
+
+rule train:
+    input:
+        all_ckpts(),
