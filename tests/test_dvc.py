@@ -5,10 +5,13 @@ post-pull step (`snakemake --touch <stages>`) leaves nothing to retrain or re-ev
 the tables rebuild from the pulled files. Corrupted objects, unknown targets and missing
 remotes fail loudly and delete nothing.
 
-The producing workflow here is a stand-in with the real layout (results/<config>/{data,
-encoders,runs,eval,analysis,paper}, rule names train_run/eval_run, stage rules data ...
-paper). `WORKFLOW` and `CONFIG_ARGS` are the only places that name it: pointing them at the
-repository's Snakefile and config/smoke.yaml turns the round trip into the smoke grid's.
+Every test runs once per entry of PRODUCERS, the workflows whose results are shared. The
+one here is a stand-in with the real layout (results/<config>/{data,encoders,runs,eval,
+analysis,paper}, rules train_run/eval_run, stage rules data ... paper) that runs in seconds.
+The smoke grid is another Producer: `install` copies Snakefile and workflow/ into the
+repository, `config_args` = ("--configfile", "config/smoke.yaml"), `table_rules` = the
+`paper_*` rule names, `eval_rules` = {"eval_run", "judge"}; add it as
+`pytest.param(SMOKE, marks=pytest.mark.slow)`.
 """
 
 from __future__ import annotations
@@ -18,59 +21,59 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CFG = "smoke"
-R = f"results/{CFG}"
 STAGES = ("data", "encoders", "runs", "eval", "analysis")  # what DVC versions
 TABLES_NEED = ("eval", "analysis")  # plus runs/*/*/metrics.jsonl (training curves)
 EVAL_NEEDS = ("data", "encoders", "runs")
 REPO_FILES = (".dvc/config", ".dvcignore", ".gitignore", "dvc.yaml", "config")
 
-WORKFLOW = f'''
-R = "{R}"
+STAND_IN = '''
+R = "results/smoke"
 RUN = "r1/seed0"
 
 rule all:
-    input: f"{{R}}/paper/table.csv"
+    input: f"{R}/paper/table.csv"
 
 rule data_split:
-    output: f"{{R}}/data/train.json", f"{{R}}/data/images/train/000000.png"
-    shell: "echo data > {{output[0]}}; echo png > {{output[1]}}"
+    output: f"{R}/data/train.json", f"{R}/data/images/train/000000.png"
+    shell: "echo data > {output[0]}; echo png > {output[1]}"
 
 rule features:
-    input: f"{{R}}/data/train.json"
-    output: f"{{R}}/encoders/features/vq_train.safetensors"
-    shell: "(cat {{input}}; echo features) > {{output}}"
+    input: f"{R}/data/train.json"
+    output: f"{R}/encoders/features/vq_train.safetensors"
+    shell: "(cat {input}; echo features) > {output}"
 
 rule train_run:
-    input: f"{{R}}/data/train.json", f"{{R}}/encoders/features/vq_train.safetensors"
+    input: f"{R}/data/train.json", f"{R}/encoders/features/vq_train.safetensors"
     output:
-        ckpt=f"{{R}}/runs/{{RUN}}/ckpt01/model.safetensors",
-        metrics=f"{{R}}/runs/{{RUN}}/metrics.jsonl",
+        ckpt=f"{R}/runs/{RUN}/ckpt01/model.safetensors",
+        metrics=f"{R}/runs/{RUN}/metrics.jsonl",
     shell:
-        "mkdir -p {{R}}/runs/{{RUN}}/state; echo optimizer > {{R}}/runs/{{RUN}}/state/opt.pt;"
-        "echo partial > {{R}}/runs/{{RUN}}/.model.safetensors.1.tmp;"
-        "(cat {{input}}; echo weights) > {{output.ckpt}};"
-        "echo '{{{{\\"loss\\": 1}}}}' > {{output.metrics}}"
+        "mkdir -p {R}/runs/{RUN}/state; echo optimizer > {R}/runs/{RUN}/state/opt.pt;"
+        "echo partial > {R}/runs/{RUN}/.model.safetensors.1.tmp;"
+        "(cat {input}; echo weights) > {output.ckpt};"
+        "echo '{{\\"loss\\": 1}}' > {output.metrics}"
 
 rule eval_run:
-    input: f"{{R}}/runs/{{RUN}}/ckpt01/model.safetensors", f"{{R}}/data/train.json"
-    output: f"{{R}}/eval/{{RUN}}/ckpt01/metrics.json"
-    shell: "(cat {{input}}; echo scored) > {{output}}"
+    input: f"{R}/runs/{RUN}/ckpt01/model.safetensors", f"{R}/data/train.json"
+    output: f"{R}/eval/{RUN}/ckpt01/metrics.json"
+    shell: "(cat {input}; echo scored) > {output}"
 
 rule analyze_adapters:
-    input: f"{{R}}/runs/{{RUN}}/ckpt01/model.safetensors"
-    output: f"{{R}}/analysis/adapters/{{RUN}}/probe.json"
-    shell: "(cat {{input}}; echo probed) > {{output}}"
+    input: f"{R}/runs/{RUN}/ckpt01/model.safetensors"
+    output: f"{R}/analysis/adapters/{RUN}/probe.json"
+    shell: "(cat {input}; echo probed) > {output}"
 
 rule paper_table:
     input: rules.eval_run.output, rules.analyze_adapters.output, rules.train_run.output.metrics
-    output: f"{{R}}/paper/table.csv"
-    shell: "cat {{input}} > {{output}}"
+    output: f"{R}/paper/table.csv"
+    shell: "cat {input} > {output}"
 
 rule data:
     input: rules.data_split.output
@@ -85,7 +88,26 @@ rule analysis:
 rule paper:
     input: rules.paper_table.output
 '''
-CONFIG_ARGS: list[str] = []
+
+
+@dataclass(frozen=True)
+class Producer:
+    name: str
+    install: Callable[[Path], None]  # puts the workflow into a fresh repository
+    config_args: tuple[str, ...]     # selects the config (results/<cfg>/)
+    cfg: str
+    table_rules: frozenset[str]      # the only jobs left after pulling everything
+    eval_rules: frozenset[str]       # the only jobs left after pulling what evaluation needs
+
+    @property
+    def r(self) -> str:
+        return f"results/{self.cfg}"
+
+
+PRODUCERS = [
+    Producer("stand-in", lambda repo: (repo / "Snakefile").write_text(STAND_IN), (), "smoke",
+             frozenset({"paper_table"}), frozenset({"eval_run"})),
+]
 
 
 def env() -> dict[str, str]:
@@ -112,9 +134,9 @@ def dvc(cwd: Path, *args: str, ok: bool | None = True) -> subprocess.CompletedPr
     return run(cwd, sys.executable, "-m", "dvc", *args, ok=ok)
 
 
-def snakemake(cwd: Path, *args: str, ok: bool | None = True) -> subprocess.CompletedProcess:
+def snakemake(cwd: Path, producer: Producer, *args: str, ok: bool | None = True):
     return run(cwd, sys.executable, "-m", "snakemake", "--workflow-profile", "none", "-c1",
-               "--snakefile", str(cwd / "Snakefile"), *CONFIG_ARGS, *args, ok=ok)
+               "--snakefile", str(cwd / "Snakefile"), *producer.config_args, *args, ok=ok)
 
 
 def planned(output: str) -> dict[str, int]:
@@ -149,10 +171,35 @@ def corrupt(path: Path) -> None:
     path.write_bytes(b"bit rot\n")
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory) -> Path:
-    """A producer repository next to the default remote (../../uvlm-dvc-remote from .dvc/,
-    i.e. a sibling of the repository): smoke results made, versioned and pushed."""
+@dataclass(frozen=True)
+class Shared:
+    """A producer's repository, its results versioned and pushed to the default remote."""
+    src: Path
+    producer: Producer
+
+    @property
+    def r(self) -> str:
+        return self.producer.r
+
+    def clone(self, name: str) -> Path:
+        dest = self.src.parent / name
+        run(self.src.parent, "git", "clone", "-q", str(self.src), str(dest))
+        return dest
+
+    def snakemake(self, repo: Path, *args: str, ok: bool | None = True):
+        return snakemake(repo, self.producer, *args, ok=ok)
+
+    def versioned(self) -> dict[str, bytes]:
+        """What DVC should restore: the stage folders minus .dvcignore'd scratch."""
+        return {p: c for p, c in tree(self.src).items()
+                if p.split("/")[2] in STAGES and "/state/" not in p and ".tmp" not in p}
+
+
+@pytest.fixture(scope="module", params=PRODUCERS, ids=lambda p: p.name)
+def shared(request, tmp_path_factory) -> Shared:
+    """The repository's DVC setup in a fresh git repository whose default remote
+    (../../uvlm-dvc-remote from .dvc/, i.e. a sibling of the repository) lies in tmp."""
+    producer = request.param
     top = tmp_path_factory.mktemp("dvc")
     src = top / "src"
     src.mkdir()
@@ -163,34 +210,22 @@ def shared(tmp_path_factory) -> Path:
         else:
             (src / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(ROOT / name, src / name)
-    (src / "Snakefile").write_text(WORKFLOW)
-    snakemake(src, "all")
-    dvc(src, "add", *(f"{R}/{s}" for s in STAGES))
+    producer.install(src)
+    snakemake(src, producer, "all")
+    dvc(src, "add", *(f"{producer.r}/{s}" for s in STAGES))
     run(src, "git", "add", "-A")
-    run(src, "git", "commit", "-qm", "smoke artifacts")
+    run(src, "git", "commit", "-qm", f"{producer.cfg} artifacts")
     dvc(src, "push")
     assert (top / "uvlm-dvc-remote" / "files" / "md5").is_dir()
-    return src
+    return Shared(src, producer)
 
 
-def clone(shared: Path, name: str) -> Path:
-    dest = shared.parent / name
-    run(shared.parent, "git", "clone", "-q", str(shared), str(dest))
-    return dest
-
-
-def private_remote(shared: Path, repo: Path) -> Path:
+def private_remote(shared: Shared, repo: Path) -> Path:
     """A copy of the remote only `repo` uses (set with --local, as users do)."""
     remote = repo.parent / f"{repo.name}-remote"
-    shutil.copytree(shared.parent / "uvlm-dvc-remote", remote)
+    shutil.copytree(shared.src.parent / "uvlm-dvc-remote", remote)
     dvc(repo, "remote", "modify", "--local", "uvlm-local", "url", str(remote))
     return remote
-
-
-def versioned(src: Path) -> dict[str, bytes]:
-    """What DVC should restore: the stage folders minus .dvcignore'd scratch."""
-    return {p: c for p, c in tree(src).items()
-            if p.split("/")[2] in STAGES and "/state/" not in p and ".tmp" not in p}
 
 
 # ------------------------------------------------------------------ setup of the repository
@@ -202,7 +237,7 @@ def test_repository_default_remote_is_local_and_verified():
 
 
 def test_remote_moves_per_clone_without_editing_the_committed_config(shared):
-    repo = clone(shared, "moved")
+    repo = shared.clone("moved")
     before = (repo / ".dvc/config").read_bytes()
     dvc(repo, "remote", "modify", "--local", "uvlm-local", "url", "/elsewhere/remote")
     assert (repo / ".dvc/config").read_bytes() == before
@@ -210,90 +245,90 @@ def test_remote_moves_per_clone_without_editing_the_committed_config(shared):
 
 
 def test_only_the_dvc_files_enter_git(shared):
-    tracked = run(shared, "git", "ls-files", "results").stdout.split()
-    assert tracked == sorted(f"{R}/{s}.dvc" for s in STAGES)
+    tracked = run(shared.src, "git", "ls-files", "results").stdout.split()
+    assert tracked == sorted(f"{shared.r}/{s}.dvc" for s in STAGES)
 
 
 # ------------------------------------------------------------------ round trips
 
 def test_pull_everything_restores_the_versioned_files(shared):
-    repo = clone(shared, "everything")
+    repo = shared.clone("everything")
     dvc(repo, "pull")
     got = tree(repo)
-    assert got == versioned(shared)
+    assert got == shared.versioned()
     assert not any("/state/" in p or ".tmp" in p for p in got)  # .dvcignore'd scratch
-    assert not (repo / R / "paper").exists()  # tables are rebuilt, not versioned
+    assert not (repo / shared.r / "paper").exists()  # tables are rebuilt, not versioned
 
 
 def test_after_a_full_pull_the_post_pull_step_leaves_only_the_tables(shared):
-    repo = clone(shared, "post-pull")
+    repo, r = shared.clone("post-pull"), shared.r
     dvc(repo, "pull")
     # checkout order decides mtimes: here the data came last, so everything looks stale
-    for p in (repo / R / "data").rglob("*"):
+    for p in (repo / r / "data").rglob("*"):
         os.utime(p)
-    assert planned(snakemake(repo, "-n", "all").stdout).get("train_run") == 1
+    assert "train_run" in planned(shared.snakemake(repo, "-n", "all").stdout)
     # the post-pull step: mark the pulled stages up to date, in DAG order
-    snakemake(repo, "--touch", "data", "encoders", "train", "eval", "analysis")
-    plan = planned(snakemake(repo, "-n", "all").stdout)
-    assert plan == {"paper_table": 1, "all": 1, "total": 2}, plan
-    snakemake(repo, "all")
-    assert tree(repo, f"{R}/paper") == tree(shared, f"{R}/paper")
+    shared.snakemake(repo, "--touch", "data", "encoders", "train", "eval", "analysis")
+    plan = planned(shared.snakemake(repo, "-n", "all").stdout)
+    assert set(plan) - {"all", "total"} <= shared.producer.table_rules, plan
+    shared.snakemake(repo, "all")
+    assert tree(repo, f"{r}/paper") == tree(shared.src, f"{r}/paper")
 
 
 def test_pull_only_what_the_tables_need(shared):
-    repo = clone(shared, "tables")
-    curves = [f"{R}/runs/{p}" for p in dvc(repo, "ls", "-R", "--dvc-only", ".",
-                                            f"{R}/runs").stdout.split()
-              if p.endswith("/metrics.jsonl")]
+    repo, r = shared.clone("tables"), shared.r
+    listing = dvc(repo, "ls", "-R", "--dvc-only", ".", f"{r}/runs").stdout.split()
+    curves = [f"{r}/runs/{p}" for p in listing if p.endswith("/metrics.jsonl")]
     assert curves
-    dvc(repo, "pull", *(f"{R}/{s}" for s in TABLES_NEED), *curves)
-    assert not (repo / R / "data").exists() and not (repo / R / "encoders").exists()
-    assert not list((repo / R / "runs").rglob("*.safetensors"))  # no checkpoints
-    plan = planned(snakemake(repo, "-n", "paper").stdout)
-    assert plan == {"paper_table": 1, "paper": 1, "total": 2}, plan
-    snakemake(repo, "paper")
-    assert tree(repo, f"{R}/paper") == tree(shared, f"{R}/paper")
+    dvc(repo, "pull", *(f"{r}/{s}" for s in TABLES_NEED), *curves)
+    assert not (repo / r / "data").exists() and not (repo / r / "encoders").exists()
+    assert not list((repo / r / "runs").rglob("*.safetensors"))  # no checkpoints
+    plan = planned(shared.snakemake(repo, "-n", "paper").stdout)
+    assert set(plan) - {"paper", "total"} <= shared.producer.table_rules, plan
+    shared.snakemake(repo, "paper")
+    assert tree(repo, f"{r}/paper") == tree(shared.src, f"{r}/paper")
 
 
 def test_pull_only_what_evaluation_needs(shared):
-    repo = clone(shared, "evaluation")
-    dvc(repo, "pull", *(f"{R}/{s}" for s in EVAL_NEEDS))
-    snakemake(repo, "--touch", *EVAL_NEEDS[:-1], "train")
-    plan = planned(snakemake(repo, "-n", "eval").stdout)
-    assert plan == {"eval_run": 1, "eval": 1, "total": 2}, plan
+    repo, r = shared.clone("evaluation"), shared.r
+    dvc(repo, "pull", *(f"{r}/{s}" for s in EVAL_NEEDS))
+    shared.snakemake(repo, "--touch", "data", "encoders", "train")
+    plan = planned(shared.snakemake(repo, "-n", "eval").stdout)
+    assert "eval_run" in plan, plan
+    assert set(plan) - {"eval", "total"} <= shared.producer.eval_rules, plan
 
 
 # ------------------------------------------------------------------ corruption
 
 def test_corrupted_object_in_the_remote_fails_the_pull_and_is_never_checked_out(shared):
-    repo = clone(shared, "bad-remote")
+    repo, r = shared.clone("bad-remote"), shared.r
     remote = private_remote(shared, repo)
-    good = versioned(shared)
-    victim = next(p for p in good if p.startswith(f"{R}/eval/"))
+    good = shared.versioned()
+    victim = next(p for p in good if p.startswith(f"{r}/eval/"))
     corrupt(object_path(remote, good[victim]))
 
     p = dvc(repo, "pull", "-v", ok=False)
-    assert f"{R}/eval" in p.stderr and "Checkout failed" in p.stderr
+    assert f"{r}/eval" in p.stderr and "Checkout failed" in p.stderr
     assert "corrupted" in p.stdout + p.stderr  # the verbose log names the bad object
     got = tree(repo)
     assert victim not in got
     assert all(got[f] == good[f] for f in got)  # what was restored is intact
-    assert {f for f in good if not f.startswith(f"{R}/eval/")} <= set(got)
+    assert {f for f in good if not f.startswith(f"{r}/eval/")} <= set(got)
     assert not object_path(repo / ".dvc/cache", good[victim]).exists()
     # fetch alone cannot tell; the object is re-hashed before any checkout uses it
     dvc(repo, "fetch")
-    dvc(repo, "checkout", f"{R}/eval.dvc", ok=False)
+    dvc(repo, "checkout", f"{r}/eval.dvc", ok=False)
     assert victim not in tree(repo)
 
 
 def test_corrupted_object_in_the_cache_is_replaced_by_pull(shared):
-    repo = clone(shared, "bad-cache")
+    repo, r = shared.clone("bad-cache"), shared.r
     dvc(repo, "pull")
-    good = versioned(shared)
-    victim = next(p for p in good if p.startswith(f"{R}/runs/") and "model" in p)
+    good = shared.versioned()
+    victim = next(p for p in good if p.startswith(f"{r}/runs/") and p.endswith(".safetensors"))
     corrupt(object_path(repo / ".dvc/cache", good[victim]))
-    shutil.rmtree(repo / R / "runs")
-    dvc(repo, "pull", f"{R}/runs")
+    shutil.rmtree(repo / r / "runs")
+    dvc(repo, "pull", f"{r}/runs")
     assert (repo / victim).read_bytes() == good[victim]
     assert object_path(repo / ".dvc/cache", good[victim]).read_bytes() == good[victim]
 
@@ -301,18 +336,18 @@ def test_corrupted_object_in_the_cache_is_replaced_by_pull(shared):
 # ------------------------------------------------------------------ bad input
 
 def test_pull_of_a_target_that_is_not_versioned_names_it(shared):
-    repo = clone(shared, "unversioned")
-    for target in (f"{R}/paper", "results/mini/runs"):
+    repo = shared.clone("unversioned")
+    for target in (f"{shared.r}/paper", "results/no-such-config/runs"):
         p = dvc(repo, "pull", target, ok=False)
         assert f"'{target}' does not exist as an output" in p.stderr
 
 
 def test_missing_remote_is_an_error_and_a_failed_pull_deletes_nothing(shared):
-    repo = clone(shared, "no-remote")
-    dvc(repo, "pull", f"{R}/data", f"{R}/eval")
-    # local work a failed pull must not touch: a rebuilt table and an edited result
-    (repo / R / "paper").mkdir()
-    (repo / R / "paper/table.csv").write_text("local table\n")
+    repo, r = shared.clone("no-remote"), shared.r
+    dvc(repo, "pull", f"{r}/data", f"{r}/eval")
+    # local work a failed pull must not touch: a rebuilt table
+    (repo / r / "paper").mkdir()
+    (repo / r / "paper/table.csv").write_text("local table\n")
     before = tree(repo)
 
     p = dvc(repo, "pull", "-r", "no-such-remote", ok=False)
@@ -321,14 +356,14 @@ def test_missing_remote_is_an_error_and_a_failed_pull_deletes_nothing(shared):
 
     # the default remote's folder is gone: the missing objects are listed, nothing else moves
     dvc(repo, "remote", "modify", "--local", "uvlm-local", "url", str(repo.parent / "gone"))
-    p = dvc(repo, "pull", f"{R}/runs", ok=False)
-    assert "Missing cache files" in p.stderr and f"{R}/runs" in p.stderr
+    p = dvc(repo, "pull", f"{r}/runs", ok=False)
+    assert "Missing cache files" in p.stderr and f"{r}/runs" in p.stderr
     assert tree(repo) == before
 
     # a pull over local edits refuses instead of overwriting them
     dvc(repo, "remote", "modify", "--local", "uvlm-local", "url",
-        str(shared.parent / "uvlm-dvc-remote"))
-    edited = next((repo / R / "eval").rglob("metrics.json"))
+        str(shared.src.parent / "uvlm-dvc-remote"))
+    edited = next((repo / r / "eval").rglob("metrics.json"))
     edited.write_text("edited locally\n")
     before = tree(repo)
     p = dvc(repo, "pull", ok=False)

@@ -17,12 +17,16 @@ from uvlm.encoders import (
     load_features,
     load_vq,
     space_info,
+    vq_train,
 )
 from uvlm.encoders import affine as affine_cmd
 from uvlm.encoders import features as features_cmd
+from uvlm.encoders.common import index_batches, lr_at
 from uvlm.encoders.images import check_split, read_images
+from uvlm.encoders.tokenizer import build_tokenizer, train_bpe
 from uvlm.encoders.vq import VQModel, save_vq
 from uvlm.encoders.vq_train import vq_args
+from uvlm.utils import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "config" / "smoke.yaml"
@@ -48,7 +52,7 @@ def test_space_info_from_the_config_alone(name, space, want):
 
 
 def test_unknown_space_lists_the_known_ones():
-    with pytest.raises(KeyError, match="unknown vision space 'dino'; choose from: siglip, vq, clip"):
+    with pytest.raises(KeyError, match="unknown vision space 'dino'; choose from: siglip, vq"):
         space_info(load(SMOKE), "dino")
     assert set(SPACES) == {"siglip", "vq", "clip"}
 
@@ -126,3 +130,40 @@ def test_vq_config_json_is_the_model_args(smoke):
     raw = json.loads((smoke.root / "encoders" / "vq" / "config.json").read_text())
     assert raw["codebook_size"] == smoke.encoders.vq.codebook_size
     assert raw["ch_mult"] == smoke.encoders.vq.ch_mult
+
+
+def test_encoders_vq_converts_a_llamagen_checkpoint(smoke, tmp_path):
+    torch.manual_seed(0)
+    model = VQModel(vq_args(smoke.encoders.vq)).eval()
+    torch.save({"model": model.state_dict(), "optimizer": {}}, tmp_path / "vq.pt")
+    sets = [*SETS, "encoders.vq.source=pretrained", f"encoders.vq.path={tmp_path / 'vq.pt'}"]
+    vq_train.main(["--config", str(SMOKE), "--set", *sets])
+    out = smoke.root / "encoders" / "vq"
+    assert read_json(out / "metrics.json")["source"] == "pretrained"
+    converted = load_vq(smoke)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(converted.state_dict()[name], tensor), name
+
+
+def test_pretrained_tokenizer_is_copied_and_gets_a_pad_token(smoke, tmp_path):
+    llm = tmp_path / "llm"
+    tok = train_bpe(["a smart watch"] * 4, vocab_size=300)
+    tok.pad_token = None
+    tok.save_pretrained(llm)
+    cfg = load(SMOKE, [*SETS, "encoders.tokenizer.source=pretrained", f"model.llm.path={llm}"])
+    built = build_tokenizer(cfg)
+    assert built.pad_token == built.unk_token == "<unk>"
+    with pytest.raises(FileNotFoundError, match="model.llm.path=.*nowhere"):
+        build_tokenizer(load(SMOKE, ["encoders.tokenizer.source=pretrained",
+                                     f"model.llm.path={tmp_path / 'nowhere'}"]))
+
+
+def test_schedule_and_batches():
+    assert lr_at(0, 100, 1.0) == pytest.approx(1 / 5)  # 5 warm-up steps
+    assert lr_at(4, 100, 1.0) == pytest.approx(1.0)
+    assert lr_at(99, 100, 1.0) < 1e-3
+    batches = list(index_batches(10, 4, 5, seed=0))
+    assert len(batches) == 5 and all(len(b) == 4 for b in batches)
+    assert sorted(torch.cat(batches[:2]).tolist()) == sorted(set(torch.cat(batches[:2]).tolist()))
+    again = list(index_batches(10, 4, 5, seed=0))
+    assert all(torch.equal(a, b) for a, b in zip(batches, again, strict=True))

@@ -21,7 +21,13 @@ from transformers import (
 
 from uvlm.config import ClipConfig, SiglipConfig
 from uvlm.encoders.clip import load_clip
-from uvlm.encoders.siglip import captions_by_image, load_siglip, siglip_config, train_siglip
+from uvlm.encoders.siglip import (
+    captions_by_image,
+    encode_captions,
+    load_siglip,
+    siglip_config,
+    train_siglip,
+)
 from uvlm.encoders.tokenizer import train_bpe
 
 SIGLIP = SiglipConfig(source="train", image_size=32, patch_size=8, hidden_size=32, layers=2,
@@ -42,7 +48,8 @@ def as_unit_tensor(arr):
 @pytest.fixture(scope="module")
 def siglip_dir(tmp_path_factory):
     torch.manual_seed(0)
-    model = SiglipModel(siglip_config(SIGLIP, vocab_size=300, pad_id=3, text_length=12)).eval()
+    tok = train_bpe(["a smart watch at 01:02:03"] * 4, vocab_size=300)
+    model = SiglipModel(siglip_config(SIGLIP, tok, text_length=12)).eval()
     path = tmp_path_factory.mktemp("siglip")
     model.save_pretrained(path)
     return path, model
@@ -139,3 +146,14 @@ def test_captions_by_image_needs_one_caption_per_image():
     assert captions_by_image(records, 2, "f.json") == ["a", "b"]
     with pytest.raises(ValueError, match="f.json: no caption record for image 2"):
         captions_by_image(records, 3, "f.json")
+
+
+def test_captions_end_in_eos_at_the_pooled_last_position():
+    tok = train_bpe(["a smart watch at 01:02:03"] * 4, vocab_size=300)
+    ids, mask = encode_captions(tok, ["a", "a smart watch"])
+    assert ids.shape == mask.shape and ids.shape[0] == 2
+    assert ids[:, -1].tolist() == [tok.eos_token_id] * 2
+    n = mask.sum(1)
+    assert n[0] < n[1] and mask[0, : ids.shape[1] - n[0]].sum() == 0  # left padding
+    assert ids[0, ids.shape[1] - n[0]] == tok.bos_token_id
+    assert (ids[mask == 0] == tok.pad_token_id).all()

@@ -99,3 +99,26 @@ def test_load_generated_reads_pngs_and_names_missing_files(tmp_path):
     images = load_generated(path, rows, "pixels")
     assert images.shape == (2, 3, 8, 8) and images.dtype == torch.uint8 and images[0].max() == 7
 
+
+
+def test_oracle_answers_on_the_data_helpers_records_score_one():
+    # Real records (uvlm.data.tasks) answered with their own ground truth: every VQA and
+    # caption metric is 1, so scorer and templates agree.
+    from dataclasses import asdict
+
+    from uvlm.data.attributes import sample_watch
+    from uvlm.data.tasks import make_records
+
+    gen = np.random.default_rng(0)
+    rows = []
+    for i in range(30):
+        watch = sample_watch(gen)
+        gt = {k: v for k, v in asdict(watch).items() if k != "face_color"}
+        for record in make_records(gen, watch, "test", i, f"images/test/{i:06d}.png"):
+            if record["task"] != "generation":
+                truth = [t["value"] for t in record["conversations"] if t["from"] == "gpt"]
+                rows += answer_rows(record, truth, gt)
+    out = score_answers(rows, n_resamples=10, seed=0)
+    assert out["vqa_official"]["total"] == 1.0 and out["vqa_official"]["count_total"] == 30
+    assert out["vqa_full"]["total"] == 1.0 and out["vqa_full"]["count_total"] >= 30
+    assert out["caption"]["precision_total"] == 1.0 and out["caption"]["recall_total"] == 1.0

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from test_model import one_thread, setup, tiny_cfg  # noqa: F401 (module fixture)
 from uvlm.model import generate as gen_mod
 from uvlm.model.batching import Prompt
 from uvlm.model.generate import generate_images, generate_text, reference_images
-
-from test_model import one_thread, setup  # noqa: F401 (module fixture)
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +30,10 @@ def _gen_prefixes(tpl, recs):
     return [tpl.prompt(r).ids + tpl.marker for r in recs if r["task"] == "generation"]
 
 
-@pytest.mark.parametrize("arch", ["siglip-vq", "vq-siglip", "vq-vq"])
-def test_cached_batched_images_equal_reference_loop(tok, recs, arch):
-    model, tpl, *_ = setup(tok, recs, arch)
+@pytest.mark.parametrize("arch,attention", [("siglip-vq", "sdpa"), ("vq-siglip", "sdpa"),
+                                            ("vq-vq", "sdpa"), ("vq-vq", "eager")])
+def test_cached_batched_images_equal_reference_loop(tok, recs, arch, attention):
+    model, tpl, *_ = setup(tok, recs, arch, cfg=tiny_cfg(**{"model.llm.attention": attention}))
     prefixes = _gen_prefixes(tpl, recs)
     assert len({len(p) for p in prefixes}) > 1
     batched = generate_images(model, tpl, prefixes)
@@ -64,9 +64,10 @@ def _greedy_uncached(model, tpl, prompt: Prompt, image, n: int) -> list[int]:
     return ids[len(prompt.ids):]
 
 
-@pytest.mark.parametrize("arch", ["siglip-vq", "vq-vq"])
-def test_text_batched_cached_equals_single_uncached(tok, recs, arch):
-    model, tpl, data, *_ = setup(tok, recs, arch)
+@pytest.mark.parametrize("arch,attention", [("siglip-vq", "sdpa"), ("vq-vq", "eager")])
+def test_text_batched_cached_equals_single_uncached(tok, recs, arch, attention):
+    model, tpl, data, *_ = setup(tok, recs, arch,
+                                 cfg=tiny_cfg(**{"model.llm.attention": attention}))
     und = [i for i, r in enumerate(recs) if r["task"] != "generation"]
     prompts = [tpl.prompt(recs[i], turn=0) for i in und]
     images = data.und_table[data.row[und]]

@@ -239,7 +239,7 @@ def test_paper_path_pretrained_lora_round_trip(tok, recs, tmp_path, arch):
     batch = data.batch(torch.arange(len(data)))
     model(batch).loss().backward()  # give LoRA B non-zero values
     with torch.no_grad():
-        for n, p in model.named_parameters():
+        for p in model.parameters():
             if p.requires_grad:
                 p -= 0.1 * p.grad.sign()
     write_checkpoint(tmp_path / "ckpt", model, cfg, run, {"seed": 0})

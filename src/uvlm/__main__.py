@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "paper": ("uvlm.report.cli", "build one paper table, figure or findings.md (--target)"),
     "evaluate": ("uvlm.evaluate", "answer and score every checkpoint of one run"),
     "analyze-adapters": ("uvlm.analyze", "adapter t-SNE and linear probe of one run"),
+    "provenance": ("uvlm.provenance", "check artifacts' provenance against the config"),
 }
 
 

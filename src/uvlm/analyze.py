@@ -28,7 +28,7 @@ def adapter_features(cfg: Config, run: Run, seed: int) -> tuple[np.ndarray, np.n
     ckpt = cfg.root / "runs" / run.name / f"seed{seed}" / f"ckpt{cfg.train.checkpoints:02d}"
     model, _, _, _ = load_trained(ckpt)
     watches = load_attributes(cfg.root / "data" / "attributes" / "train.csv")
-    ids = [int(w.id) for w in watches if w.weather_pos == "top-left"]
+    ids = [i for i, w in enumerate(watches) if w.weather_pos == "top-left"]
     if not ids:
         raise ValueError(f"{cfg.root}/data/attributes/train.csv: no image with the weather "
                          "icon top-left")

@@ -120,8 +120,9 @@ def evaluate_run(cfg: Config, run: Run, seed: int) -> None:
     data = cfg.root / "data"
     tasks = MODE_TASKS[run.mode]
     records = [r for r in load_records(data / "test.json") if r["task"] in tasks]
-    gt = {int(w.id): gt_attributes(vars(w)) for w in load_attributes(data / "attributes" /
-                                                                     "test.csv")}
+    # element i of the attributes table is image id i
+    gt = dict(enumerate(gt_attributes(vars(w))
+                        for w in load_attributes(data / "attributes" / "test.csv")))
     und_records = [r for r in records if r["task"] != "generation"]
     gen_records = [r for r in records if r["task"] == "generation"]
 

@@ -29,6 +29,7 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[Any]:
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; match a plain open()
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -49,6 +50,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -51,7 +51,8 @@ def sections(*names):
 
 
 def uses_extra():
-    return any(r.variant.startswith("extra-") for r in RUNS.values())
+    """The extra image pool exists whenever the config asks for extra one-task data."""
+    return bool(CFG.data.extra_generation or CFG.data.extra_understanding)
 
 
 def splits():

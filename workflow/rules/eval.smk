@@ -4,7 +4,7 @@
 
 def judge_for(space):
     """The judge that reads a generation space's outputs: VQ codes are decoded to pixels."""
-    return {"vq": "pixels", "siglip": "siglip", "clip": "clip"}[space]
+    return {"vq": "pixels", "siglip": "siglip"}[space]
 
 
 def judge_inputs(wildcards):
@@ -14,7 +14,9 @@ def judge_inputs(wildcards):
     }
     if wildcards.judge == "pixels":
         inputs["images"] = [f"{R}/data/images/train", f"{R}/data/images/test"]
-        inputs["vq"] = vq_weights()
+        # VQ reconstructions: always of the test split, of train when trained on them
+        splits = ["train", "test"] if CFG.eval.judge_train_recon else ["test"]
+        inputs["vq"] = [vq_weights()] + [features("vq", s) for s in splits]
     else:
         inputs["features"] = [features(wildcards.judge, s) for s in ("train", "test")]
     return inputs
@@ -32,7 +34,7 @@ rule judge:
     log:
         f"{R}/logs/eval/judge_{{judge}}.log",
     wildcard_constraints:
-        judge="pixels|siglip|clip",
+        judge="pixels|siglip",
     threads: 1
     resources:
         gpu=1,

@@ -32,6 +32,8 @@ rule train_run:
         metrics=f"{R}/runs/{{run}}/seed{{seed}}/metrics.jsonl",
     params:
         cfg=CONFIG_FILE,
+        # committed accelerate config, always explicit (never the per-user default)
+        accelerate=CFG.train.accelerate_config,
         depends=sections("data", "encoders", "model", "train"),
     log:
         f"{R}/logs/train/{{run}}/seed{{seed}}.log",
@@ -44,8 +46,9 @@ rule train_run:
     conda:
         "../envs/uvlm.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} python -m uvlm train --config {params.cfg}"
-        " --run {wildcards.run} --seed {wildcards.seed} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} accelerate launch --config_file {params.accelerate}"
+        " -m uvlm train --config {params.cfg} --run {wildcards.run} --seed {wildcards.seed}"
+        " --no-progress > {log} 2>&1"
 
 
 rule train:

@@ -12,13 +12,18 @@ has ``text_layers`` layers, and the vocabulary of our tokenizer), train it on th
 split's image/caption pairs with SigLIP's sigmoid loss (``return_loss=True``), and
 ``save_pretrained`` it to ``R/encoders/siglip/``. Features are then read through the
 paper-scale path, ``SiglipVisionModel.from_pretrained(R/encoders/siglip)``.
+
+Training notes (tiny scale): SigLIP's initial temperature 10 and bias -10; captions are
+``<s> text </s>``, left-padded with an attention mask so the pooled last position is
+``</s>``. With batch 64 the sigmoid loss first sits at the "all pairs alike" plateau
+(about 5.15) for several hundred steps before image/caption matching takes off, so the
+mini config trains 1500 steps. The text tower is dropped after training.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import shutil
 import time
 from pathlib import Path
 
@@ -35,8 +40,8 @@ from uvlm.config import Config, load
 from uvlm.config import SiglipConfig as SiglipSection
 from uvlm.data.records import load_records
 from uvlm.encoders import load_tokenizer
+from uvlm.encoders.common import atomic_dir, index_batches, lr_at
 from uvlm.encoders.images import check_split, read_images, resize
-from uvlm.encoders.loop import index_batches, lr_at
 from uvlm.encoders.towers import HFVisionTower, load_hf_vision
 from uvlm.utils import stream_seed, write_json
 
@@ -59,46 +64,67 @@ def load_siglip(path: str | Path, sc: SiglipSection) -> HFVisionTower:
                          IMAGENET_STANDARD_STD, skip_tokens=0)
 
 
-def siglip_config(sc: SiglipSection, vocab_size: int, pad_id: int, text_length: int
+def pixel_values(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> SigLIP input (B, 3, size, size), as ``HFVisionTower`` prepares it."""
+    mean = torch.tensor(IMAGENET_STANDARD_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STANDARD_STD, device=images.device).view(1, 3, 1, 1)
+    return (resize(images.float() / 255.0, size) - mean) / std
+
+
+def siglip_config(sc: SiglipSection, tokenizer: PreTrainedTokenizerBase, text_length: int
                   ) -> SiglipConfig:
+    """Vision tower at the configured size; text tower as wide, with the tokenizer's
+    vocabulary and special ids, reading ``text_length`` tokens."""
     width = dict(hidden_size=sc.hidden_size, num_attention_heads=sc.heads,
                  intermediate_size=sc.intermediate_size)
     return SiglipConfig(
         vision_config=dict(image_size=sc.image_size, patch_size=sc.patch_size,
                            num_hidden_layers=sc.layers, **width),
-        text_config=dict(vocab_size=vocab_size, pad_token_id=pad_id,
+        text_config=dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id,
                          max_position_embeddings=text_length, num_hidden_layers=sc.text_layers,
                          **width))
 
 
-def train_siglip(sc: SiglipSection, images: torch.Tensor, captions: list[str],
-                 tokenizer: PreTrainedTokenizerBase, seed: int) -> tuple[SiglipModel, dict]:
-    """Contrastive training on pairs. images: uint8 (N, 3, H, W); captions: N strings.
+def encode_captions(tokenizer: PreTrainedTokenizerBase, captions: list[str]
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask (N, L): ``<s> caption </s>``, padded on the left so that
+    the last position, which SigLIP's text tower pools, is always ``</s>``."""
+    ids = [x + [tokenizer.eos_token_id] for x in tokenizer(captions).input_ids]
+    length = max(map(len, ids))
+    tokens = torch.full((len(ids), length), tokenizer.pad_token_id)
+    mask = torch.zeros((len(ids), length), dtype=torch.long)
+    for i, x in enumerate(ids):
+        tokens[i, length - len(x):] = torch.tensor(x)
+        mask[i, length - len(x):] = 1
+    return tokens, mask
 
-    Texts are padded to the longest caption and read without an attention mask, as SigLIP
-    was trained (its text tower pools the last position).
-    """
+
+def train_siglip(sc: SiglipSection, images: torch.Tensor, captions: list[str],
+                 tokenizer: PreTrainedTokenizerBase, seed: int,
+                 device: torch.device | str = "cpu") -> tuple[SiglipModel, dict]:
+    """Contrastive training on pairs. images: uint8 (N, 3, H, W) (kept on the CPU);
+    captions: N strings."""
     if len(captions) != len(images):
         raise ValueError(f"{len(images)} images but {len(captions)} captions")
-    tokens = tokenizer(captions, padding="longest", return_tensors="pt").input_ids  # (N, L)
+    tokens, mask = encode_captions(tokenizer, captions)  # (N, L) each
     torch.manual_seed(stream_seed(seed, "encoders", "siglip", "init"))
-    model = SiglipModel(siglip_config(sc, len(tokenizer), tokenizer.pad_token_id,
-                                      tokens.shape[1]))
+    model = SiglipModel(siglip_config(sc, tokenizer, tokens.shape[1])).to(device)
     with torch.no_grad():
         model.logit_scale.fill_(INIT_LOGIT_SCALE)
         model.logit_bias.fill_(INIT_LOGIT_BIAS)
-    mean = torch.tensor(IMAGENET_STANDARD_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STANDARD_STD).view(1, 3, 1, 1)
     opt = torch.optim.AdamW(model.parameters(), lr=sc.lr, weight_decay=1e-4)
     model.train()
-    start, losses = time.perf_counter(), []
+    start, cpu_start, losses = time.perf_counter(), time.process_time(), []
     batches = index_batches(len(images), sc.batch_size, sc.steps,
                             stream_seed(seed, "encoders", "siglip", "batches"))
     for step, idx in enumerate(batches):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, sc.steps, sc.lr)
-        pixels = (resize(images[idx].float() / 255.0, sc.image_size) - mean) / std
-        loss = model(input_ids=tokens[idx], pixel_values=pixels, return_loss=True).loss
+        loss = model(input_ids=tokens[idx].to(device), attention_mask=mask[idx].to(device),
+                     pixel_values=pixel_values(images[idx].to(device), sc.image_size),
+                     return_loss=True).loss
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"encoders-siglip: loss is {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
@@ -109,10 +135,11 @@ def train_siglip(sc: SiglipSection, images: torch.Tensor, captions: list[str],
             print(f"siglip step {step:5d}/{sc.steps}  loss {loss.item():.4f}  "
                   f"t {model.logit_scale.exp().item():.1f}  b {model.logit_bias.item():.2f}",
                   flush=True)
-    model.eval()
+    model.cpu().eval()
     tail = losses[-max(1, len(losses) // 10):]
     metrics = {"steps": sc.steps, "final_loss": sum(tail) / len(tail),
-               "seconds": time.perf_counter() - start}
+               "seconds": time.perf_counter() - start,
+               "cpu_seconds": time.process_time() - cpu_start}
     return model, metrics
 
 
@@ -120,13 +147,9 @@ def train_siglip(sc: SiglipSection, images: torch.Tensor, captions: list[str],
 def retrieval_accuracy(model: SiglipModel, images: torch.Tensor, captions: list[str],
                        tokenizer: PreTrainedTokenizerBase, sc: SiglipSection) -> float:
     """Image -> caption top-1 accuracy among the given pairs (a sanity number)."""
-    tokens = tokenizer(captions, padding="max_length", return_tensors="pt",
-                       max_length=model.config.text_config.max_position_embeddings,
-                       truncation=True).input_ids
-    mean = torch.tensor(IMAGENET_STANDARD_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STANDARD_STD).view(1, 3, 1, 1)
-    pixels = (resize(images.float() / 255.0, sc.image_size) - mean) / std
-    logits = model(input_ids=tokens, pixel_values=pixels).logits_per_image  # (N, N)
+    tokens, mask = encode_captions(tokenizer, captions)
+    logits = model(input_ids=tokens, attention_mask=mask,
+                   pixel_values=pixel_values(images, sc.image_size)).logits_per_image
     return (logits.argmax(1) == torch.arange(len(images))).float().mean().item()
 
 
@@ -160,18 +183,16 @@ def main(argv: list[str]) -> None:
     captions = captions_by_image(load_records(records_file), n, str(records_file))
     tokenizer = load_tokenizer(cfg)
     images = read_images(cfg, "train", range(n))
-    model, metrics = train_siglip(sc, images, captions, tokenizer, cfg.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, metrics = train_siglip(sc, images, captions, tokenizer, cfg.seed, device)
     probe = slice(0, min(n, 256))
     metrics["train_retrieval_top1_256"] = retrieval_accuracy(
         model, images[probe], captions[probe], tokenizer, sc)
 
     out = cfg.root / "encoders" / "siglip"
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    write_json(tmp / "metrics.json", metrics)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        write_json(tmp / "metrics.json", metrics)
     # the saved folder must give the trained features through the paper-scale loader
     tower = load_siglip(out, sc)
     x = images[:8].float() / 255.0

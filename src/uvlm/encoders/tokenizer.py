@@ -16,7 +16,6 @@ Training is deterministic: the same records give byte-identical files.
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,6 +25,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from uvlm.config import Config, load
 from uvlm.data.records import load_records
+from uvlm.encoders.common import atomic_dir
 
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>")
 #: the smallest byte-level vocabulary: 256 byte symbols plus the special tokens
@@ -68,11 +68,8 @@ def pretrained_tokenizer(path: str) -> PreTrainedTokenizerFast:
 
 def save_tokenizer(tok: PreTrainedTokenizerFast, out_dir: Path) -> None:
     """``save_pretrained`` into a scratch folder renamed over ``out_dir`` when complete."""
-    tmp = out_dir.with_name(f".{out_dir.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tok.save_pretrained(tmp)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        tok.save_pretrained(tmp)
 
 
 def build_tokenizer(cfg: Config) -> PreTrainedTokenizerFast:

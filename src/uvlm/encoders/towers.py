@@ -69,6 +69,11 @@ class VQTower(nn.Module):
         return self.model.encode(resize(images, self.image_size) * 2.0 - 1.0)
 
 
+class _DropLoadReport(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in record.getMessage()
+
+
 def load_hf_vision(cls: type, path: str, checks: dict[str, tuple[str, int]]) -> nn.Module:
     """``cls.from_pretrained(path)``, refusing a model whose vision weights did not all load
     (transformers would silently initialise them) or whose sizes differ from the config.
@@ -77,16 +82,16 @@ def load_hf_vision(cls: type, path: str, checks: dict[str, tuple[str, int]]) -> 
     """
     # transformers logs a table of unused, missing and mis-shaped keys; unused ones are
     # expected (e.g. SigLIP's text tower), the other two are raised below with their names.
-    report = logging.getLogger("transformers.utils.loading_report")
-    level = report.level
-    report.setLevel(logging.ERROR)
+    logger = logging.getLogger("transformers.modeling_utils")
+    drop_report = _DropLoadReport()
+    logger.addFilter(drop_report)
     try:
         model, info = cls.from_pretrained(path, output_loading_info=True,
                                           ignore_mismatched_sizes=True)
     except OSError as e:
         raise FileNotFoundError(f"{path}: cannot load {cls.__name__} ({e})") from None
     finally:
-        report.setLevel(level)
+        logger.removeFilter(drop_report)
     problems = ([f"missing {k}" for k in sorted(info["missing_keys"])]
                 + [f"{k} has shape {list(got)}, expected {list(want)}"
                    for k, got, want in sorted(info["mismatched_keys"])])

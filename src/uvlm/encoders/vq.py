@@ -10,6 +10,8 @@
 # * attention through ``F.scaled_dot_product_attention`` (same math as the bmm/softmax code);
 # * only what VQ-16 uses: no entropy loss (ratio 0), no batch norm, no conv shortcut, no
 #   average-pool resampling; none of them changes the state dict of VQ-16;
+# * the nearest-code search always in fp32 (also under bf16 autocast); ``decode_code`` clamps
+#   its output to [-1, 1];
 # * added: ``VectorQuantizer.revive`` (dead-code restart) for short tiny-scale training.
 """LlamaGen's VQ image tokenizer: conv encoder -> l2-normalised codebook -> conv decoder.
 
@@ -249,6 +251,12 @@ class VectorQuantizer(nn.Module):
         return F.normalize(self.embedding.weight, dim=-1)
 
     def forward(self, z: torch.Tensor) -> Quantized:  # z: (B, d, h, w)
+        # nearest-code search in fp32 even under bf16 autocast, so codes do not depend on
+        # the training precision
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            return self._quantize(z.float())
+
+    def _quantize(self, z: torch.Tensor) -> Quantized:
         b, d, h, w = z.shape
         z = F.normalize(z.permute(0, 2, 3, 1), dim=-1)  # (B, h, w, d)
         flat = z.reshape(-1, d)
@@ -278,12 +286,13 @@ class VectorQuantizer(nn.Module):
         code absent from the usage window onto a random encoder vector of ``latents``
         (N, d). A short run from scratch otherwise collapses onto a handful of codes.
         Returns the number of codes moved."""
-        dead = torch.ones(self.embedding.num_embeddings, dtype=torch.bool)
+        w = self.embedding.weight
+        dead = torch.ones(w.shape[0], dtype=torch.bool, device=w.device)
         dead[self.codebook_used.long().unique()] = False
         n = int(dead.sum())
-        if n:
-            pick = torch.randint(len(latents), (n,), generator=generator)
-            self.embedding.weight[dead] = latents[pick].to(self.embedding.weight.dtype)
+        if n:  # the generator lives on the CPU so the draws do not depend on the device
+            pick = torch.randint(len(latents), (n,), generator=generator).to(latents.device)
+            w[dead] = latents[pick].to(w.dtype)
         return n
 
 

@@ -2,19 +2,21 @@
 
 * ``encoders.vq.source: train`` (tiny scales): ``VQModel`` at the ``encoders.vq`` size,
   trained from scratch as a VQ autoencoder on the train images (seeded init and batches,
-  Adam with LlamaGen's betas (0.9, 0.95), warm-up + cosine lr). Loss = L2 + L1 reconstruction
-  + codebook + 0.25 x commitment. Every ``REVIVE_EVERY`` steps in the first
-  ``REVIVE_UNTIL`` of training, codes unused in the recent window restart on random encoder
-  vectors (``VectorQuantizer.revive``); without it a short run collapses to a few codes. LlamaGen trains VQ-16 with L2 reconstruction, VQ losses,
-  an LPIPS perceptual loss and a PatchGAN loss; we skip the last two at tiny scale (LPIPS
-  needs pretrained VGG weights, and the adversarial game needs far more steps than a
-  minutes-long CPU budget); the L1 term keeps thin clock hands sharper than L2 alone.
+  Adam with LlamaGen's betas (0.9, 0.95), warm-up + cosine lr).
+  Loss = L2 + L1 reconstruction + codebook + 0.25 x commitment. LlamaGen trains VQ-16 with
+  L2 reconstruction, the VQ losses, an LPIPS perceptual loss and a PatchGAN loss; we skip
+  the last two at tiny scale (LPIPS needs pretrained VGG weights, and the adversarial game
+  needs far more steps than a minutes-long CPU budget); the L1 term keeps thin clock hands
+  sharper than L2 alone. Every ``REVIVE_EVERY`` steps in the first ``REVIVE_UNTIL`` of
+  training, codes unused in the recent window restart on random encoder vectors
+  (``VectorQuantizer.revive``); without it a short run collapses onto a few codes.
 * ``source: pretrained`` (paper scale): converts LlamaGen's checkpoint ``encoders.vq.path``
   (``vq_ds16_c2i.pt``, read with ``torch.load(weights_only=True)``, its ``model`` entry,
   every key and shape checked) to safetensors.
 
 Both write ``model.safetensors`` + ``config.json``, then encode and decode the first
-``EVAL_IMAGES`` train images through the saved model (the path every later stage uses) and
+``EVAL_IMAGES`` train images (``CONVERTED_EVAL_IMAGES`` for VQ-16, about 0.4 TFLOP per
+image, on CPU when no GPU) through the saved model (the path every later stage uses) and
 write the reconstruction MSE (pixels in [0, 1]) to ``metrics.json`` and the first 8
 originals (top row) and reconstructions (bottom row) to ``reconstruction.png``.
 """
@@ -32,12 +34,13 @@ from PIL import Image
 
 from uvlm.config import Config, VQConfig, load
 from uvlm.encoders import encoder_dir, load_vq
+from uvlm.encoders.common import index_batches, lr_at
 from uvlm.encoders.images import check_split, read_images, resize
-from uvlm.encoders.loop import index_batches, lr_at
 from uvlm.encoders.vq import VQArgs, VQModel, load_llamagen_checkpoint, save_vq
 from uvlm.utils import atomic_path, stream_seed, write_json
 
 EVAL_IMAGES = 256
+CONVERTED_EVAL_IMAGES = 16
 LOG_EVERY = 100
 REVIVE_EVERY = 50
 REVIVE_UNTIL = 0.75
@@ -54,12 +57,13 @@ def to_model_range(images: torch.Tensor, size: int) -> torch.Tensor:
     return resize(images.float() / 255.0, size) * 2.0 - 1.0
 
 
-def train_vq(vc: VQConfig, images: torch.Tensor, seed: int) -> tuple[VQModel, dict]:
-    """Train the VQ autoencoder on uint8 images (N, 3, H, W)."""
+def train_vq(vc: VQConfig, images: torch.Tensor, seed: int,
+             device: torch.device | str = "cpu") -> tuple[VQModel, dict]:
+    """Train the VQ autoencoder on uint8 images (N, 3, H, W) (kept on the CPU)."""
     torch.manual_seed(stream_seed(seed, "encoders", "vq", "init"))
-    model = VQModel(vq_args(vc)).train()
+    model = VQModel(vq_args(vc)).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=vc.lr, betas=(0.9, 0.95))
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     batches = index_batches(len(images), vc.batch_size, vc.steps,
                             stream_seed(seed, "encoders", "vq", "batches"))
     revive_gen = torch.Generator().manual_seed(stream_seed(seed, "encoders", "vq", "revive"))
@@ -67,8 +71,11 @@ def train_vq(vc: VQConfig, images: torch.Tensor, seed: int) -> tuple[VQModel, di
     for step, idx in enumerate(batches):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, vc.steps, vc.lr)
-        x = to_model_range(images[idx], vc.image_size)
-        recon, q = model(x)
+        x = to_model_range(images[idx].to(device), vc.image_size)
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16,
+                            enabled=vc.precision == "bf16"):
+            recon, q = model(x)
+        recon = recon.float()
         rec = F.mse_loss(recon, x) + F.l1_loss(recon, x)
         loss = rec + q.codebook_loss + q.commit_loss
         if not math.isfinite(loss.item()):
@@ -83,6 +90,7 @@ def train_vq(vc: VQConfig, images: torch.Tensor, seed: int) -> tuple[VQModel, di
                   f"codebook {q.codebook_loss.item():.4f}  commit {q.commit_loss.item():.4f}  "
                   f"usage {model.quantize.usage():.2f}  revived {revived}", flush=True)
     metrics = {"steps": vc.steps, "train_seconds": time.perf_counter() - start,
+               "train_cpu_seconds": time.process_time() - cpu_start,
                "codebook_usage_last_window": model.quantize.usage(), "codes_revived": revived}
     return model.eval(), metrics
 
@@ -117,19 +125,18 @@ def main(argv: list[str]) -> None:
     vc = cfg.encoders.vq
     out = encoder_dir(cfg, "vq")
     n = check_split(cfg, "train")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if vc.source == "train":
         images = read_images(cfg, "train", range(n))
-        model, metrics = train_vq(vc, images, cfg.seed)
+        model, metrics = train_vq(vc, images, cfg.seed, device)
     else:
         model = load_llamagen_checkpoint(vc.path, vq_args(vc))
-        images = read_images(cfg, "train", range(min(n, EVAL_IMAGES)))
+        images = read_images(cfg, "train", range(min(n, CONVERTED_EVAL_IMAGES)))
         metrics = {"converted_from": vc.path}
     save_vq(model, out)
 
-    model = load_vq(cfg)
-    if torch.cuda.is_available():
-        model = model.cuda()
-    probe = images[:EVAL_IMAGES].to(next(model.parameters()).device)
+    model = load_vq(cfg).to(device)
+    probe = images[:EVAL_IMAGES].to(device)
     originals, recons = reconstruct(model, probe, vc.image_size)
     codes_per_image = (vc.image_size // model.args.downsample) ** 2
     metrics |= {"recon_mse": F.mse_loss(recons, originals).item(),

@@ -84,7 +84,8 @@ def _hub_dir_with(weights: Path):
 
 
 def inception_extractor(weights_path: str | Path) -> Callable[[torch.Tensor], np.ndarray]:
-    """pytorch-fid's FID InceptionV3 pool3 features; images (B, 3, H, W) in [-1, 1]."""
+    """pytorch-fid's FID InceptionV3 pool3 features; images (B, 3, H, W) uint8 pixels or
+    float in [-1, 1] (the judge's convention)."""
     weights = Path(weights_path)
     if not weights.is_file():
         raise FileNotFoundError(f"eval.inception_weights: {weights} not found (pytorch-fid's "
@@ -101,14 +102,15 @@ def inception_extractor(weights_path: str | Path) -> Callable[[torch.Tensor], np
     @torch.no_grad()
     def extract(images: torch.Tensor) -> np.ndarray:
         # pytorch-fid wants [0, 1]; it resizes to 299 and normalises to [-1, 1] itself.
-        out = model(((images.float() + 1) / 2).clamp(0, 1))[0]  # (B, 2048, 1, 1)
+        unit = images.float() / 255 if images.dtype == torch.uint8 else (images.float() + 1) / 2
+        out = model(unit.clamp(0, 1))[0]  # (B, 2048, 1, 1)
         return out.squeeze(-1).squeeze(-1).cpu().numpy()
 
     return extract
 
 
 def judge_extractor(judge) -> Callable[[torch.Tensor], np.ndarray]:
-    """Penultimate features of a pixel judge; images (B, 3, H, W) in [-1, 1]."""
+    """Penultimate features of a pixel judge; images (B, 3, H, W) uint8 or float in [-1, 1]."""
     if judge.space != "pixels":
         raise ValueError(f"FID stand-in needs the pixel judge, got the {judge.space!r} judge")
     return lambda images: judge.features(images).numpy()

@@ -4,11 +4,13 @@ The paper has no generation-attribute metric (PAPER.md 6, "not found"); reviewer
 one. A judge is trained by a fixed rule on ground truth only, never on model outputs:
 
 * ``pixels``: a small CNN on RGB images, for VQ heads (their codes decode to pixels). It
-  trains on the train renders *and* their VQ reconstructions (decode of the train codes), the
-  domain generated images come from. Held-out accuracy is reported on the test renders and
-  on the test reconstructions.
-* ``siglip``: a per-token MLP + spatial readout on ground-truth output-space features
-  (N, T, D), for continuous heads (no pixel decoder in the paper).
+  trains on the train renders and, with ``eval.judge_train_recon``, also on their VQ
+  reconstructions (decode of the train codes), the domain generated images come from.
+  Held-out accuracy is always reported on both the test renders and their reconstructions:
+  the second says what a VQ decoder can show at all (a tokenizer that loses the hands makes
+  time unreadable in every generated image, whatever the LLM does).
+* ``siglip`` / ``clip``: a per-token MLP + spatial readout on ground-truth output-space
+  features (N, T, D), for continuous heads (no pixel decoder in the paper).
 
 Each reads hour (hour mod 12, 12 classes), minute (60), weather (3), battery (regression,
 scored ``1 - |error|/100`` like the VQA battery score), weather_pos (4), battery_pos (4).
@@ -16,7 +18,7 @@ Generation accuracy = the judge's reading of a generated output vs the attribute
 asked for (``prompt_attributes``; "time" asks hour and minute; the second hand is not
 judged). A judge's own held-out accuracy on ground truth bounds what it can certify.
 
-Command: ``python -m uvlm judge-train --config C --space {pixels,siglip}`` writes
+Command: ``python -m uvlm judge-train --config C --space {pixels,siglip,clip}`` writes
 ``R/eval/judge/{space}/{model.safetensors,config.json,accuracy.json}``.
 """
 
@@ -107,7 +109,7 @@ class FeatureTrunk(nn.Module):
 
 
 #: judge space -> trunk constructor (keyword arguments are saved in config.json)
-TRUNKS = {"pixels": PixelTrunk, "siglip": FeatureTrunk}
+TRUNKS = {"pixels": PixelTrunk, "siglip": FeatureTrunk, "clip": FeatureTrunk}
 
 
 class Judge(nn.Module):
@@ -287,14 +289,16 @@ def _vq_reconstructions(cfg, split: str, n: int) -> torch.Tensor:
     return torch.cat(out)
 
 
-def _inputs(cfg, space: str, split: str, n: int) -> dict[str, torch.Tensor]:
+def _inputs(cfg, space: str, split: str, n: int, recon: bool) -> dict[str, torch.Tensor]:
     """Named input sets of a split: ground truth, plus VQ reconstructions for pixels."""
     if space == "pixels":
         from uvlm.encoders.images import check_split, read_images
 
         check_split(cfg, split)
-        return {"gt": read_images(cfg, split, range(n)),
-                "vq_recon": _vq_reconstructions(cfg, split, n)}
+        sets = {"gt": read_images(cfg, split, range(n))}
+        if recon:
+            sets["vq_recon"] = _vq_reconstructions(cfg, split, n)
+        return sets
     from uvlm.encoders import load_features
 
     return {"gt": load_features(cfg, space, split)[:n]}
@@ -305,7 +309,7 @@ def train_and_evaluate(cfg, space: str) -> dict:
     from uvlm.utils import stream_seed, write_json
 
     n_train = min(cfg.data.n_train, cfg.eval.judge_max_train)
-    train_sets = _inputs(cfg, space, "train", n_train)
+    train_sets = _inputs(cfg, space, "train", n_train, cfg.eval.judge_train_recon)
     gt_train = _ground_truth(cfg, "train", n_train)
     inputs = torch.cat(list(train_sets.values()))
     labels = {k: np.concatenate([v] * len(train_sets)) for k, v in labels_of(gt_train).items()}
@@ -321,7 +325,7 @@ def train_and_evaluate(cfg, space: str) -> dict:
     gt_test = _ground_truth(cfg, "test", n_test)
     clusters = [str(i) for i in range(n_test)]
     accuracy = {name: summary(reading_ratios(judge.read(x), gt_test, None, clusters))
-                for name, x in _inputs(cfg, space, "test", n_test).items()}
+                for name, x in _inputs(cfg, space, "test", n_test, recon=True).items()}
     out_dir = judge_dir(cfg, space)
     save_judge(judge, out_dir, {"train_sets": list(train_sets), "n_train_images": n_train,
                                 "steps": cfg.eval.judge_steps, "final_loss": losses[-1],

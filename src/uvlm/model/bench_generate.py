@@ -85,11 +85,12 @@ def main(argv: list[str]) -> None:
               "identical_tokens": same}
     print(f"{args.layers}-layer {args.hidden}-wide Llama, {args.tokens} image tokens, "
           f"{args.precision}, {args.threads} thread(s)")
-    print(f"reference (batch 1, no cache): {reference:8.3f} images/s ({len(refs)} images)")
-    print(f"KV cache, batch 1:             {cache_only:8.3f} images/s "
-          f"({cache_only / reference:.1f}x)")
-    print(f"KV cache, batch {args.batch:<3}:           {batched:8.3f} images/s "
-          f"({batched / reference:.1f}x, {len(prefixes)} images)")
+    rows = [("reference (batch 1, no cache)", reference, f"{len(refs)} images"),
+            ("KV cache, batch 1", cache_only, f"{cache_only / reference:.1f}x"),
+            (f"KV cache, batch {args.batch}", batched,
+             f"{batched / reference:.1f}x, {len(prefixes)} images")]
+    for label, rate, note in rows:
+        print(f"{label + ':':<32}{rate:8.3f} images/s ({note})")
     print(f"identical tokens: {same}")
     write_json(cfg.root / "bench" / "generate.json", result)
     if not same:

@@ -3,7 +3,8 @@
 Runs the real ``uvlm.train.train`` loop on synthetic data at the config's model and batch
 sizes, once per precision (fp32, bf16), each in a fresh process so that its peak resident
 memory is its own. Reports tokens/s (text + image positions) and optimizer steps/s after the
-first logging interval (warm-up), and the peak RSS. Writes ``R/bench/train.json``.
+first logging interval (warm-up), CPU seconds per step (set-up included; robust to other load
+on the machine), and the peak RSS. Writes ``R/bench/train.json``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import multiprocessing as mp
 import os
 import resource
 import shutil
+import time
 
 from uvlm.config import load
 from uvlm.grid import parse_run
@@ -32,7 +34,9 @@ def _one(config: str, overrides: list[str], run_name: str, images: int, threads:
     ctx, records, features = synthetic.inputs(cfg, run, images, cfg.seed)
     out = cfg.root / "bench" / "train" / cfg.train.precision
     shutil.rmtree(out, ignore_errors=True)
+    cpu = time.process_time()
     train(cfg, run, 0, ctx, records, features, progress=False, out=out)
+    cpu = time.process_time() - cpu
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     shutil.rmtree(out)
     timed = lines[1:]  # the first interval holds the warm-up
@@ -40,7 +44,7 @@ def _one(config: str, overrides: list[str], run_name: str, images: int, threads:
     queue.put({"tokens_per_s": sum(x["tokens_per_s"] for x in timed) / len(timed),
                "steps_per_s": len(timed) / sum(x["s_per_step"] for x in timed),
                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-               "steps": lines[-1]["step"]})
+               "steps": lines[-1]["step"], "cpu_s_per_step": cpu / lines[-1]["step"]})
 
 
 def measure(config: str, overrides: list[str], run_name: str, images: int, threads: int,
@@ -80,8 +84,8 @@ def main(argv: list[str]) -> None:
         r = measure(args.config, args.set + [f"train.precision={precision}"], args.run,
                     args.images, args.threads, args.steps)
         results[precision] = r
-        print(f"{precision}: {r['tokens_per_s']:,.0f} tokens/s, {r['steps_per_s']:.2f} steps/s, "
-              f"peak RSS "
+        print(f"{precision}: {r['tokens_per_s']:,.0f} tokens/s, {r['steps_per_s']:.2f} steps/s "
+              f"({r['cpu_s_per_step']:.3f} CPU s/step with set-up), peak RSS "
               f"{r['peak_rss_mib']:,.0f} MiB ({r['steps']} steps, batch {cfg.train.batch_size},"
               f" {args.threads} thread(s))", flush=True)
     print(f"bf16 / fp32 = {results['bf16']['tokens_per_s'] / results['fp32']['tokens_per_s']:.2f}x")

@@ -2,11 +2,14 @@
 
 Benchmarks (``bench-train``, ``bench-generate``) and the model tests run the real model and
 training code on these, without rendering images or training encoders. Records follow the
-LLaVA format of ``R/data/*.json`` with smart-watch-like text of realistic length; features and
-codes are random; spaces take the sizes the config gives the encoders.
+LLaVA format of ``R/data/*.json`` with smart-watch-like text of realistic length (within ~10%
+of the real records' token counts); features and codes are random; spaces take the sizes the
+config gives the encoders.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import torch
@@ -84,15 +87,10 @@ def texts(recs: list[dict]) -> list[str]:
 
 
 def spaces(cfg: Config) -> dict[str, Space]:
-    """The spaces at the config's encoder sizes (as ``uvlm.encoders.space_info`` gives them)."""
-    s, v = cfg.encoders.siglip, cfg.encoders.vq
-    vq_side = v.image_size // 2 ** (len(v.ch_mult) - 1)
-    return {
-        "siglip": Space("siglip", "continuous", (s.image_size // s.patch_size) ** 2,
-                        s.hidden_size),
-        "vq": Space("vq", "vq", vq_side**2, v.codebook_dim, v.codebook_size),
-        "clip": Space("clip", "continuous", 576, 1024),
-    }
+    """Every space at the config's encoder sizes (``uvlm.encoders.space_info``, no weights)."""
+    from uvlm.encoders import SPACES, space_info
+
+    return {n: Space(**dataclasses.asdict(space_info(cfg, n))) for n in SPACES}
 
 
 def features(space: Space, n_images: int, seed: int = 0, split: str = "train") -> torch.Tensor:

@@ -128,6 +128,10 @@ class UnifiedVLM(nn.Module):
         # Frozen inputs, not trained and not saved: they are reloaded from the encoders stage.
         self.register_buffer("codebook", ctx.codebook, persistent=False)  # (K, d)
         A, b = ctx.affine if ctx.affine is not None else (None, None)
+        D = self.und.feature_dim
+        if A is not None and (tuple(A.shape), tuple(b.shape)) != ((D, D), (D,)):
+            raise ValueError(f"space {self.und.name!r}: affine A {tuple(A.shape)}, b "
+                             f"{tuple(b.shape)}; expected ({D}, {D}) and ({D},)")
         self.register_buffer("affine_A", A, persistent=False)  # (D, D)
         self.register_buffer("affine_b", b, persistent=False)  # (D,)
 
@@ -226,12 +230,13 @@ def build_lm(cfg: Config, vocab_size: int) -> PreTrainedModel:
             num_attention_heads=llm.heads, num_key_value_heads=llm.kv_heads,
             intermediate_size=llm.intermediate_size, max_position_embeddings=llm.max_length,
             tie_word_embeddings=False)
-        return AutoModelForCausalLM.from_config(conf)
+        return AutoModelForCausalLM.from_config(conf, attn_implementation=llm.attention)
     # LoRA leaves the base frozen, so it can live in bf16; full training keeps fp32 masters.
     dtype = torch.bfloat16 if cfg.train.precision == "bf16" and cfg.model.lora.enabled \
         else torch.float32
     try:
-        lm = AutoModelForCausalLM.from_pretrained(llm.path, dtype=dtype)
+        lm = AutoModelForCausalLM.from_pretrained(llm.path, dtype=dtype,
+                                                  attn_implementation=llm.attention)
     except (OSError, ValueError) as e:  # a missing dir, or a hub id that cannot be fetched
         raise FileNotFoundError(f"model.llm.path: cannot load {llm.path!r}: {e}") from None
     if lm.get_input_embeddings().num_embeddings < vocab_size:

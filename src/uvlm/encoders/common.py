@@ -1,9 +1,13 @@
-"""Pieces shared by the two encoder training loops (tiny VQ and tiny SigLIP)."""
+"""Pieces shared by the encoder commands: the tiny training loops' schedule and batches,
+and writing a model folder atomically."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
@@ -35,3 +39,19 @@ def index_batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[to
                 return
             yield perm[start:start + b]
             done += 1
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Yield a scratch folder next to ``path``; on success it replaces ``path``, so a crash
+    never leaves a half-written model or tokenizer folder behind."""
+    tmp = path.with_name(f".{path.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)

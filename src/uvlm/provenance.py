@@ -1,0 +1,288 @@
+"""Provenance of the versioned artifacts: which config, code and packages made each one.
+
+Artifacts pulled with DVC carry no Snakemake metadata, so a config change would not rerun
+them. Every command that writes a versioned artifact therefore ends with
+``provenance.write(cfg, command, **fields)``, which records, in a small JSON beside the
+artifact (``UNITS``), the config sections the artifact depends on (the same sections as its
+rule's ``params.depends``, a test keeps them equal) with their hash, the root seed, the git
+commit and the package versions.
+
+``python -m uvlm provenance --config C`` compares every record with the current config:
+
+    MISMATCH runs/vq-vq_und/seed0/provenance.json: train.lr 0.001 -> 0.0002
+    MISSING  runs/vq-vq_mixed/seed0/provenance.json (for runs/vq-vq_mixed/seed0/metrics.jsonl)
+    NOTE     3 artifacts: made at git commit 1a2b3c4d5e6f (now 9f8e7d6c5b4a)
+
+and exits with status 1 on any MISMATCH, MISSING or UNREADABLE record. Git commits and
+package versions differing from the current ones are reported as NOTE only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from uvlm.config import Config, load, to_dict
+from uvlm.utils import read_json, write_json
+
+SCHEMA = 1
+STAGES = ("data", "encoders", "runs", "eval", "analysis")  # the DVC-versioned folders
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What one command writes. Paths are under ``cfg.root`` with ``{field}`` placeholders;
+    a record's fields must name every placeholder of ``record``."""
+
+    sections: tuple[str, ...]  # config sections it depends on (the rule's params.depends)
+    artifact: str              # a file that exists exactly when the artifact does
+    record: str                # its provenance JSON
+
+
+TRAIN = ("data", "encoders", "model", "train")
+UNITS: dict[str, Unit] = {
+    "data": Unit(("data",), "data/{split}.json", "data/provenance/{split}.json"),
+    "data-variants": Unit(("data",), "data/variants/{name}.json",
+                          "data/provenance/variants.json"),
+    "encoders-tokenizer": Unit(("data", "encoders", "model"), "encoders/tokenizer/tokenizer.json",
+                               "encoders/provenance/tokenizer.json"),
+    "encoders-siglip": Unit(("data", "encoders"), "encoders/siglip/model.safetensors",
+                            "encoders/provenance/siglip.json"),
+    "encoders-vq": Unit(("data", "encoders"), "encoders/vq/model.safetensors",
+                        "encoders/provenance/vq.json"),
+    "encoders-features": Unit(("data", "encoders"),
+                              "encoders/features/{space}_{split}.safetensors",
+                              "encoders/provenance/features_{space}_{split}.json"),
+    "encoders-affine": Unit(("encoders",), "encoders/affine/{name}.safetensors",
+                            "encoders/provenance/affine.json"),
+    "train": Unit(TRAIN, "runs/{run}/seed{seed}/metrics.jsonl",
+                  "runs/{run}/seed{seed}/provenance.json"),
+    "judge-train": Unit(("data", "encoders", "eval"), "eval/judge/{judge}/model.safetensors",
+                        "eval/judge/{judge}/provenance.json"),
+    "evaluate": Unit((*TRAIN, "eval"), "eval/{run}/seed{seed}/{ckpt}/metrics.json",
+                     "eval/{run}/seed{seed}/provenance.json"),
+    "analyze-adapters": Unit((*TRAIN, "eval"), "analysis/adapters/{run}/seed{seed}/probe.json",
+                             "analysis/adapters/{run}/seed{seed}/provenance.json"),
+}
+
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
+def _placeholders(template: str) -> set[str]:
+    return set(_FIELD.findall(template))
+
+
+def _glob(template: str, fields: dict[str, Any]) -> str:
+    """The template with the given fields filled in and every other placeholder as ``*``."""
+    return _FIELD.sub(lambda m: str(fields[m[1]]) if m[1] in fields else "*", template)
+
+
+def _regex(template: str) -> re.Pattern:
+    parts = _FIELD.split(template)  # literal, name, literal, name, ..., literal
+    return re.compile("".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+?)"
+                              for i, p in enumerate(parts)) + "$")
+
+
+# --------------------------------------------------------------------------- writing
+
+def section_config(cfg: Config, sections: tuple[str, ...]) -> dict:
+    """The config an artifact depends on; its JSON is the rule's ``params.depends``."""
+    d = to_dict(cfg)
+    return {name: d[name] for name in sections} | {"seed": cfg.seed}
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@functools.cache
+def git_state() -> dict:
+    """Commit and dirtiness of the checkout the uvlm package runs from (null outside git)."""
+    src = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            p = subprocess.run(["git", "-C", str(src), *args], capture_output=True, text=True,
+                               timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return p.stdout.strip() if p.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+@functools.cache
+def package_versions() -> dict[str, str]:
+    """uvlm and every pinned runtime dependency, as installed."""
+    names = ["uvlm"] + [re.split(r"[=<>!~;\[ ]", r, maxsplit=1)[0]
+                        for r in importlib.metadata.requires("uvlm") or []
+                        if "extra ==" not in r]
+    return {n: importlib.metadata.version(n) for n in names}
+
+
+def write(cfg: Config, command: str, **fields: str | int) -> Path | None:
+    """Record the provenance of what ``command`` just wrote (``UNITS[command]``).
+
+    Call it last, after the artifact is complete. Under accelerate/torchrun only rank 0
+    writes (returns None elsewhere).
+    """
+    if command not in UNITS:
+        raise KeyError(f"provenance: unknown command {command!r}; known: {', '.join(UNITS)}")
+    unit = UNITS[command]
+    if set(fields) != _placeholders(unit.record):
+        raise ValueError(f"provenance of {command}: expected fields "
+                         f"{sorted(_placeholders(unit.record))}, got {sorted(fields)}")
+    if os.environ.get("RANK", "0") != "0":
+        return None
+    if not any(cfg.root.glob(_glob(unit.artifact, fields))):
+        raise FileNotFoundError(f"provenance of {command}: no artifact "
+                                f"{cfg.root / _glob(unit.artifact, fields)}; write it first")
+    config = section_config(cfg, unit.sections)
+    path = cfg.root / unit.record.format(**fields)
+    write_json(path, {
+        "schema": SCHEMA, "command": command, "fields": fields,
+        "config_name": cfg.name, "sections": list(unit.sections),
+        "config_hash": config_hash(config), "config": config, "seed": cfg.seed,
+        "git": git_state(), "packages": package_versions(),
+        "python": platform.python_version(),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    })
+    return path
+
+
+# --------------------------------------------------------------------------- checking
+
+def _flatten(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {k: v for key, sub in value.items()
+                for k, v in _flatten(sub, f"{prefix}.{key}" if prefix else key).items()}
+    return {prefix: value}
+
+
+def config_diff(recorded: dict, current: dict) -> list[tuple[str, Any, Any]]:
+    """(dotted key, recorded value, current value) for every key whose value differs."""
+    old, new = _flatten(recorded, ""), _flatten(current, "")
+    absent = "(absent)"
+    return [(k, old.get(k, absent), new.get(k, absent)) for k in sorted(set(old) | set(new))
+            if old.get(k, absent) != new.get(k, absent)]
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # MISMATCH, MISSING, UNREADABLE
+    path: str  # the provenance record, relative to cfg.root
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind:<8} {self.path}: {self.detail}"
+
+
+def _read_record(path: Path) -> dict:
+    rec = read_json(path)  # its error names the file
+    if not isinstance(rec, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    for key in ("command", "sections", "config_hash", "config", "git", "packages"):
+        if key not in rec:
+            raise ValueError(f"{path}: missing key {key!r}")
+    if rec["command"] not in UNITS:
+        raise ValueError(f"{path}: unknown command {rec['command']!r}")
+    return rec
+
+
+def _compare(rel: str, rec: dict, cfg: Config) -> Finding | None:
+    unit = UNITS[rec["command"]]
+    if list(unit.sections) != rec["sections"]:
+        return Finding("MISMATCH", rel, f"recorded sections {', '.join(rec['sections'])}; "
+                       f"{rec['command']} now depends on {', '.join(unit.sections)}")
+    current = section_config(cfg, unit.sections)
+    if config_hash(current) == rec["config_hash"]:
+        return None
+    diff = config_diff(rec["config"], current)
+    sections = sorted({key.split(".")[0] for key, _, _ in diff})
+    shown = [f"{key} {json.dumps(old)} -> {json.dumps(new)}" for key, old, new in diff[:6]]
+    more = f"; ... {len(diff) - 6} more" if len(diff) > 6 else ""
+    return Finding("MISMATCH", rel, f"sections {', '.join(sections) or '(none)'} differ: "
+                   + ("; ".join(shown) + more if diff else "recorded hash does not match"))
+
+
+def _notes(rec: dict) -> list[str]:
+    """Differences that do not make an artifact wrong but are worth knowing."""
+    git_now, packages_now = git_state(), package_versions()
+    notes = []
+    if rec["git"].get("commit") != git_now["commit"]:
+        notes.append(f"made at git commit {rec['git'].get('commit')} (now {git_now['commit']})")
+    if rec["git"].get("dirty"):
+        notes.append("made from a checkout with uncommitted changes")
+    changed = [f"{n} {v} (now {packages_now.get(n, 'not installed')})"
+               for n, v in sorted(rec["packages"].items()) if packages_now.get(n) != v]
+    if changed:
+        notes.append("made with " + ", ".join(changed))
+    return notes
+
+
+def check(cfg: Config, stages: tuple[str, ...] = STAGES) -> tuple[list[Finding], list[str], int]:
+    """(problems, notes, records read) for the artifacts of ``stages`` under cfg.root."""
+    root = cfg.root
+    records: dict[Path, str] = {}  # provenance record -> the first artifact it covers
+    for unit in UNITS.values():
+        if unit.artifact.split("/")[0] not in stages:
+            continue
+        pattern = _regex(unit.artifact)
+        for artifact in sorted(root.glob(_glob(unit.artifact, {}))):
+            rel = artifact.relative_to(root).as_posix()
+            if m := pattern.match(rel):
+                records.setdefault(root / unit.record.format(**m.groupdict()), rel)
+    problems: list[Finding] = []
+    notes: dict[str, int] = {}
+    read = 0
+    for record, artifact in sorted(records.items()):
+        rel = record.relative_to(root).as_posix()
+        if not record.is_file():
+            problems.append(Finding("MISSING", rel, f"no provenance for {artifact}"))
+            continue
+        try:
+            rec = _read_record(record)
+        except ValueError as e:
+            problems.append(Finding("UNREADABLE", rel, str(e)))
+            continue
+        read += 1
+        if finding := _compare(rel, rec, cfg):
+            problems.append(finding)
+        for note in _notes(rec):
+            notes[note] = notes.get(note, 0) + 1
+    return problems, [f"{n} artifact{'s' * (n > 1)}: {note}" for note, n in notes.items()], read
+
+
+def main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="python -m uvlm provenance",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--config", required=True, help="config YAML (the current one)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    p.add_argument("--stage", nargs="+", choices=STAGES, default=list(STAGES),
+                   help="folders under results/<name>/ to check (default: all)")
+    args = p.parse_args(argv)
+    cfg = load(args.config, args.set)
+    problems, notes, checked = check(cfg, tuple(args.stage))
+    for f in problems:
+        print(f)
+    for note in notes:
+        print(f"NOTE     {note}")
+    counts = {k: sum(f.kind == k for f in problems) for k in ("MISMATCH", "MISSING", "UNREADABLE")}
+    print(f"provenance {cfg.root}: {checked} records checked, "
+          + ", ".join(f"{n} {k.lower()}" for k, n in counts.items()))
+    if problems:
+        sys.exit(1)
