@@ -27,7 +27,8 @@ def test_config_names_are_distinct():
 
 def test_committed_schema_is_generated_from_the_dataclasses():
     committed = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    assert committed == json_schema(), "run: python -m uvlm config-schema > workflow/schemas/config.schema.yaml"
+    assert committed == json_schema(), (
+        "regenerate: python -m uvlm config-schema > workflow/schemas/config.schema.yaml")
 
 
 @pytest.mark.parametrize(
@@ -36,9 +37,11 @@ def test_committed_schema_is_generated_from_the_dataclasses():
         ("model.foo=1", "unknown key model.foo; allowed keys under model: llm, lora"),
         ("data.n_train=0", "data.n_train: 0 is out of range; allowed: [1, inf]"),
         ("data.image_size=abc", "data.image_size: expected int, got 'abc'"),
-        ("train.precision=fp8", "train.precision: 'fp8' is not allowed; allowed values: 'fp32', 'bf16'"),
+        ("train.precision=fp8",
+         "train.precision: 'fp8' is not allowed; allowed values: 'fp32', 'bf16'"),
         ("grid.architectures=[siglip-clip]", "grid.architectures[0]: 'siglip-clip' is not allowed"),
-        ("grid.experiments=[mutal]", "grid.experiments[0]: 'mutal' is not allowed; allowed values: 'mutual'"),
+        ("grid.experiments=[mutal]",
+         "grid.experiments[0]: 'mutal' is not allowed; allowed values: 'mutual'"),
         ("grid.seeds=[]", "grid.seeds: empty"),
         ("data.bias.battery_keep=[60,10]", "data.bias.battery_keep: expected [lo, hi]"),
         ("train.lr=-1", "train.lr: -1.0 is out of range"),

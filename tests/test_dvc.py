@@ -5,13 +5,12 @@ post-pull step (`snakemake --touch <stages>`) leaves nothing to retrain or re-ev
 the tables rebuild from the pulled files. Corrupted objects, unknown targets and missing
 remotes fail loudly and delete nothing.
 
-Every test runs once per entry of PRODUCERS, the workflows whose results are shared. The
-one here is a stand-in with the real layout (results/<config>/{data,encoders,runs,eval,
-analysis,paper}, rules train_run/eval_run, stage rules data ... paper) that runs in seconds.
-The smoke grid is another Producer: `install` copies Snakefile and workflow/ into the
-repository, `config_args` = ("--configfile", "config/smoke.yaml"), `table_rules` = the
-`paper_*` rule names, `eval_rules` = {"eval_run", "judge"}; add it as
-`pytest.param(SMOKE, marks=pytest.mark.slow)`.
+Every test runs once per entry of PRODUCERS, the workflows whose results are shared:
+a stand-in with the real layout (results/<config>/{data,encoders,runs,eval,analysis,paper},
+rules train_run/eval_run, stage rules data ... paper) that runs in seconds, and the smoke
+grid (slow). The smoke grid is not run again here: its producer takes the results of the
+session's smoke run (the `smoke_run` fixture in conftest.py, which goes through SLURM when
+the test cluster is up) and versions those.
 """
 
 from __future__ import annotations
@@ -26,6 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from uvlm.config import load
+from uvlm.report import targets
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("data", "encoders", "runs", "eval", "analysis")  # what DVC versions
@@ -93,7 +95,7 @@ rule paper:
 @dataclass(frozen=True)
 class Producer:
     name: str
-    install: Callable[[Path], None]  # puts the workflow into a fresh repository
+    install: Callable[[Path, pytest.FixtureRequest], None]  # workflow (and results) into a repo
     config_args: tuple[str, ...]     # selects the config (results/<cfg>/)
     cfg: str
     table_rules: frozenset[str]      # the only jobs left after pulling everything
@@ -104,9 +106,27 @@ class Producer:
         return f"results/{self.cfg}"
 
 
+def install_stand_in(repo: Path, request: pytest.FixtureRequest) -> None:
+    (repo / "Snakefile").write_text(STAND_IN)
+
+
+def install_smoke(repo: Path, request: pytest.FixtureRequest) -> None:
+    """The repository's workflow and the session's smoke results (mtimes kept), so that
+    running the workflow in the repository finds everything up to date."""
+    done = request.getfixturevalue("smoke_run")
+    shutil.copy2(ROOT / "Snakefile", repo / "Snakefile")
+    shutil.copytree(ROOT / "workflow", repo / "workflow")
+    shutil.copytree(done / "results/smoke", repo / "results/smoke")
+
+
 PRODUCERS = [
-    Producer("stand-in", lambda repo: (repo / "Snakefile").write_text(STAND_IN), (), "smoke",
-             frozenset({"paper_table"}), frozenset({"eval_run"})),
+    Producer("stand-in", install_stand_in, (), "smoke", frozenset({"paper_table"}),
+             frozenset({"eval_run"})),
+    pytest.param(
+        Producer("smoke", install_smoke, ("--configfile=config/smoke.yaml",), "smoke",
+                 frozenset(f"paper_{name}" for name in targets(load(ROOT / "config/smoke.yaml"))),
+                 frozenset({"eval_run", "judge"})),
+        marks=pytest.mark.slow, id="smoke"),
 ]
 
 
@@ -135,7 +155,7 @@ def dvc(cwd: Path, *args: str, ok: bool | None = True) -> subprocess.CompletedPr
 
 
 def snakemake(cwd: Path, producer: Producer, *args: str, ok: bool | None = True):
-    return run(cwd, sys.executable, "-m", "snakemake", "--workflow-profile", "none", "-c1",
+    return run(cwd, sys.executable, "-m", "snakemake", "--workflow-profile", "none", "-c2",
                "--snakefile", str(cwd / "Snakefile"), *producer.config_args, *args, ok=ok)
 
 
@@ -210,7 +230,7 @@ def shared(request, tmp_path_factory) -> Shared:
         else:
             (src / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(ROOT / name, src / name)
-    producer.install(src)
+    producer.install(src, request)
     snakemake(src, producer, "all")
     dvc(src, "add", *(f"{producer.r}/{s}" for s in STAGES))
     run(src, "git", "add", "-A")

@@ -155,9 +155,9 @@ def render_default_profile(monkeypatch, env: dict[str, str], path: str | None = 
 
 @pytest.mark.parametrize(("env", "gpus"), [
     ({"UVLM_GPUS": "3"}, 3),
-    ({"UVLM_GPUS": "0"}, 1),              # CPU only: GPU jobs still run, one at a time
+    ({"UVLM_GPUS": "0"}, os.cpu_count()),  # CPU only: model jobs run side by side
     ({"CUDA_VISIBLE_DEVICES": "0,1"}, 2),
-    ({"CUDA_VISIBLE_DEVICES": ""}, 1),
+    ({"CUDA_VISIBLE_DEVICES": ""}, os.cpu_count()),
     ({"CUDA_VISIBLE_DEVICES": "1,-1,0"}, 1),
 ])
 def test_default_profile_caps_gpu_at_the_gpus_present(monkeypatch, env, gpus):

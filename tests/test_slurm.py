@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +26,14 @@ import pytest
 import yaml
 from snakemake.profiles import ProfileConfigFileParser
 
+from test_workflow import planned_jobs
+from uvlm.config import load
+from uvlm.report import targets
+
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "workflow/profiles/slurm/config.yaml"
 CPU_RULE, GPU_RULE = "data_split", "train_run"  # names the profile gives resources to
+SMOKE_JOBS = 6  # 2 run on the test cluster's 2 CPUs, the others wait in SLURM's queue
 
 
 def render(path: Path, monkeypatch, env: dict[str, str] | None = None) -> dict:
@@ -101,34 +107,43 @@ def test_profile_names_only_rules_that_exist(monkeypatch):
 
 # ------------------------------------------------------------------ a running cluster
 
-@pytest.fixture(scope="session")
-def cluster() -> str:
-    """The name of an idle node, or skip with the reason SLURM is not usable here."""
+def probe_cluster() -> tuple[str | None, str]:
+    """(name of a usable node, "") or (None, why SLURM is not usable here)."""
     if shutil.which("sinfo") is None:
-        pytest.skip("SLURM is not installed (no sinfo); `bash .ci/slurm-up.sh` installs "
-                    "Debian's slurmctld/slurmd/munge and starts a one-node cluster (root)")
+        return None, ("SLURM is not installed (no sinfo); `bash .ci/slurm-up.sh` installs "
+                      "Debian's slurmctld/slurmd/munge and starts a one-node cluster (root)")
     try:
         p = subprocess.run(["sinfo", "-h", "-o", "%t %N"], capture_output=True, text=True,
                            timeout=20)
     except subprocess.TimeoutExpired:
-        pytest.skip("sinfo did not answer in 20 s: slurmctld is not running")
+        return None, "sinfo did not answer in 20 s: slurmctld is not running"
     if p.returncode != 0:
-        pytest.skip(f"slurmctld is not reachable ({p.stderr.strip()}); "
-                    "start it with `bash .ci/slurm-up.sh`")
+        return None, (f"slurmctld is not reachable ({p.stderr.strip()}); "
+                      "start it with `bash .ci/slurm-up.sh`")
     nodes = [line.split() for line in p.stdout.splitlines() if line.strip()]
     usable = [n for state, n in nodes if state.rstrip("*") in ("idle", "mix", "alloc")]
     if not usable:
-        pytest.skip(f"no usable SLURM node: sinfo says {p.stdout.strip() or 'nothing'}")
-    return usable[0]
+        return None, f"no usable SLURM node: sinfo says {p.stdout.strip() or 'nothing'}"
+    return usable[0], ""
 
 
-def adapt_profile(dest: Path) -> Path:
+@pytest.fixture(scope="session")
+def cluster() -> str:
+    """The name of an idle node, or skip with the reason SLURM is not usable here."""
+    node, reason = probe_cluster()
+    if node is None:
+        pytest.skip(reason)
+    return node
+
+
+def adapt_profile(dest: Path, jobs: int = 2) -> Path:
     """The slurm profile with its sizes scaled to the one-node test cluster (2 CPUs, no
     slurmdbd): every structural setting (executor, partition/account logic, which rules get
-    a GPU) stays as committed."""
+    a GPU) stays as committed. Jobs beyond the cluster's 2 CPUs wait in SLURM's queue and
+    start as soon as one ends, hiding the plugin's polling interval."""
     profile = yaml.safe_load(PROFILE.read_text())
     profile |= {
-        "jobs": 2,
+        "jobs": jobs,
         "latency-wait": 5,
         "retries": 0,
         "keep-going": False,
@@ -148,7 +163,17 @@ def adapt_profile(dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, profile: Path, *args: str, env: dict | None = None):
+def smoke_executor_args(profile_dir: Path) -> list[str]:
+    """How the session's smoke run (the `smoke_run` fixture, tests/conftest.py) executes:
+    through the test cluster when one is up, so that the smoke test below checks it and the
+    other smoke tests reuse its results, else locally on 2 cores."""
+    node, _ = probe_cluster()
+    if node is None:
+        return ["--cores", "2"]
+    return ["--workflow-profile", str(adapt_profile(profile_dir, jobs=SMOKE_JOBS))]
+
+
+def snakemake(workdir: Path, profile: Path | str, *args: str, env: dict | None = None):
     env = dict(os.environ, **(env or {}))
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
     return subprocess.run(
@@ -248,3 +273,29 @@ def test_partition_set_elsewhere_is_refused_by_sbatch_with_its_name(cluster, tmp
     assert "SLURM sbatch failed" in out
     assert "invalid partition specified: no-such-partition" in out
     assert not (tmp_path / "cpu.txt").exists()
+
+
+@pytest.mark.slow
+def test_smoke_grid_runs_through_slurm_to_the_paper_tables(cluster, smoke_run):
+    """The session's smoke run went through the slurm profile (see smoke_executor_args):
+    every job of the grid was one SLURM job, the GPU rules asked for a GPU, and every paper
+    table and figure was built."""
+    logs = smoke_run / ".snakemake/slurm_logs"  # kept: slurm-keep-successful-logs
+    assert logs.is_dir(), "the smoke_run fixture did not use smoke_executor_args"
+    plan = planned_jobs(snakemake(smoke_run, "none", "-n", "--forceall",
+                                  "--configfile=config/smoke.yaml").stdout)
+    expected = {rule: n for rule, n in plan.items() if rule not in ("all", "total")}
+    job_logs = sorted(logs.rglob("*.log"))
+    assert Counter(p.relative_to(logs).parts[0].removeprefix("rule_") for p in job_logs) \
+        == expected
+    profile = yaml.safe_load(PROFILE.read_text())
+    gpu_rules = {rule for rule, res in profile["set-resources"].items() if res.get("gpu")}
+    for log in job_logs:
+        text = log.read_text()
+        assert "1 of 1 steps (100%) done" in text, f"{log}:\n{text[-2000:]}"
+        if log.relative_to(logs).parts[0].removeprefix("rule_") in gpu_rules:
+            assert re.search(r"resources: .*\bgpu=1\b", text), log
+    cfg = load(smoke_run / "config/smoke.yaml")
+    for target in targets(cfg).values():
+        for out in target.outputs:
+            assert (smoke_run / out).stat().st_size > 0, out

