@@ -12,9 +12,10 @@
 #
 # GPUs: rules that declare `gpu=1` are submitted with `--gpus=1`, which SLURM rejects on a
 # node without GPU gres. So the node always advertises GPUs: the real ones (/dev/nvidiaN)
-# where there are any, else UVLM_SLURM_FAKE_GPUS count-only gres (default 1) that bind no
-# device, so GPU-declaring jobs are scheduled one at a time and run on the CPU. That is what
-# lets CI run the GPU rules through SLURM on a CPU-only machine.
+# where there are any, else UVLM_SLURM_FAKE_GPUS count-only gres (default: one per CPU, as
+# the local profile allows one model job per core on a CPU-only machine) that bind no
+# device, so GPU-declaring jobs run side by side on the CPUs. That is what lets CI run the
+# GPU rules through SLURM on a CPU-only machine in about the time of a local run.
 #
 # No accounting database: AccountingStorageType=accounting_storage/none, so `sacct` has
 # nothing to report; the Snakemake SLURM plugin then polls with `squeue`, which needs
@@ -24,11 +25,11 @@
 # (plus the daemon log tail) otherwise. Needs root (or passwordless sudo).
 #
 # Environment:
-#   UVLM_SLURM_FAKE_GPUS  count-only GPUs to advertise when the host has none (default 1)
+#   UVLM_SLURM_FAKE_GPUS  count-only GPUs to advertise when the host has none (default nproc)
 #   UVLM_SLURM_TIMEOUT    seconds to wait for the node to become idle (default 60)
 set -euo pipefail
 
-FAKE_GPUS="${UVLM_SLURM_FAKE_GPUS:-1}"
+FAKE_GPUS="${UVLM_SLURM_FAKE_GPUS:-$(nproc)}"
 TIMEOUT="${UVLM_SLURM_TIMEOUT:-60}"
 CONF_DIR=/etc/slurm
 LOG_DIR=/var/log/slurm
@@ -72,9 +73,15 @@ export PATH="$PATH:/usr/sbin"
 
 host=$(hostname -s)
 
-# A cluster that is already up with our config is left alone.
+shopt -s nullglob
+gpu_devs=(/dev/nvidia[0-9]*)
+shopt -u nullglob
+if [ "${#gpu_devs[@]}" -gt 0 ]; then n_gpus=${#gpu_devs[@]}; else n_gpus=$FAKE_GPUS; fi
+
+# A cluster that is already up with our config and GPU count is left alone.
 if [ -f "$CONF_DIR/slurm.conf" ] && grep -q '^# written by .ci/slurm-up.sh' "$CONF_DIR/slurm.conf" \
-    && sinfo -h -n "$host" -o '%t' 2>/dev/null | grep -qE '^(idle|mix|alloc)'; then
+    && sinfo -h -n "$host" -o '%t' 2>/dev/null | grep -qE '^(idle|mix|alloc)' \
+    && [ "$(sinfo -h -n "$host" -o '%G' 2>/dev/null)" = "gpu:$n_gpus" ]; then
     say "already up: $(sinfo -h -o '%P %D %t %N' | tr '\n' ' ')"
     exit 0
 fi
@@ -115,17 +122,12 @@ usable_mem=$((real_mem * 9 / 10))
 node_line=$(sed -e "s/^NodeName=[^ ]*/NodeName=$host/" \
     -e "s/RealMemory=[0-9]*/RealMemory=$usable_mem/" <<<"$node_line")
 
-shopt -s nullglob
-gpu_devs=(/dev/nvidia[0-9]*)
-shopt -u nullglob
 if [ "${#gpu_devs[@]}" -gt 0 ]; then
-    n_gpus=${#gpu_devs[@]}
     gres_line="NodeName=$host Name=gpu File=/dev/nvidia[0-$((n_gpus - 1))]"
     gpu_note="$n_gpus real GPU(s)"
 else
     # slurmd drops GPUs without a device file ("Removing file-less GPU"), so each fake GPU
     # is a clone of /dev/null (char 1,3); a plain file also works, with an error in the log.
-    n_gpus=$FAKE_GPUS
     fake_dir=/run/uvlm-fake-gpu
     $SUDO mkdir -p "$fake_dir"
     for i in $(seq 0 $((n_gpus - 1))); do

@@ -44,6 +44,11 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.C
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
     """The smoke grid, run once per session to its paper tables; returns the work dir."""
+    # through the test SLURM cluster when one is up (tests/test_slurm.py checks that), else
+    # locally on 2 cores; the e2e, DVC and SLURM tests all reuse this one run
+    from test_slurm import smoke_executor_args
+
     work = copy_workflow(tmp_path_factory.mktemp("smoke"))
-    run_snakemake(work, "--cores", "2", "--configfile", "config/smoke.yaml")
+    executor = smoke_executor_args(tmp_path_factory.mktemp("smoke-profile"))
+    run_snakemake(work, *executor, "--configfile", "config/smoke.yaml")
     return work

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -100,6 +101,7 @@ class Producer:
     cfg: str
     table_rules: frozenset[str]      # the only jobs left after pulling everything
     eval_rules: frozenset[str]       # the only jobs left after pulling what evaluation needs
+    config_file: str | None          # for `python -m uvlm provenance`; None: no provenance
 
     @property
     def r(self) -> str:
@@ -121,11 +123,11 @@ def install_smoke(repo: Path, request: pytest.FixtureRequest) -> None:
 
 PRODUCERS = [
     Producer("stand-in", install_stand_in, (), "smoke", frozenset({"paper_table"}),
-             frozenset({"eval_run"})),
+             frozenset({"eval_run"}), None),
     pytest.param(
         Producer("smoke", install_smoke, ("--configfile=config/smoke.yaml",), "smoke",
                  frozenset(f"paper_{name}" for name in targets(load(ROOT / "config/smoke.yaml"))),
-                 frozenset({"eval_run", "judge"})),
+                 frozenset({"eval_run", "judge"}), "config/smoke.yaml"),
         marks=pytest.mark.slow, id="smoke"),
 ]
 
@@ -316,6 +318,21 @@ def test_pull_only_what_evaluation_needs(shared):
     plan = planned(shared.snakemake(repo, "-n", "eval").stdout)
     assert "eval_run" in plan, plan
     assert set(plan) - {"eval", "total"} <= shared.producer.eval_rules, plan
+
+
+def test_provenance_travels_with_the_artifacts(shared):
+    """Every versioned artifact's provenance.json is pulled with it: the check passes on the
+    producer's config and names what another config invalidates."""
+    if shared.producer.config_file is None:
+        pytest.skip(f"the {shared.producer.name} workflow records no provenance")
+    repo = shared.clone("provenance")
+    dvc(repo, "pull")
+    check = (sys.executable, "-m", "uvlm", "provenance", "--config", shared.producer.config_file)
+    assert " 0 mismatch, 0 missing, 0 unreadable" in run(repo, *check).stdout
+    p = run(repo, *check, "--set", "eval.bootstrap=7", ok=False)
+    flagged = re.findall(r"^MISMATCH (\S+):", p.stdout, flags=re.M)
+    assert flagged and all(f.startswith(("eval/", "analysis/")) for f in flagged), p.stdout
+    assert "eval.bootstrap 100 -> 7" in p.stdout
 
 
 # ------------------------------------------------------------------ corruption

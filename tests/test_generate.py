@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from test_model import one_thread, setup, tiny_cfg  # noqa: F401 (module fixture)
+from test_model import setup, tiny_cfg
 from uvlm.model import generate as gen_mod
 from uvlm.model.batching import Prompt
 from uvlm.model.generate import generate_images, generate_text, reference_images

@@ -33,16 +33,6 @@ ARCHS = ["siglip-siglip", "siglip-vq", "vq-siglip", "vq-vq", "clip-clip", "clip-
 N_IMAGES = 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: one thread is fastest, and spinning OpenMP threads on a loaded 2-core
-    machine made these tests 20x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_cfg(**over):
     raw = {"name": "t", "model": {
         "llm": {"source": "config", "arch": "llama", "hidden_size": 32, "layers": 1, "heads": 2,

@@ -45,6 +45,7 @@ def config(tmp_path, monkeypatch) -> Path:
     """A config whose results/<name>/ holds every kind of artifact with its provenance."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.setattr(provenance, "git_state", lambda: {"commit": "a" * 40, "dirty": False})
     path = tmp_path / "t.yaml"
     path.write_text("name: t\nseed: 3\ntrain: {lr: 1.0e-3}\n")
     cfg = load(path)
@@ -79,7 +80,7 @@ def test_every_command_records_what_made_its_artifact(config):
     assert set(rec["config"]) == {"data", "encoders", "model", "train", "seed"}
     assert rec["config_hash"] == provenance.config_hash(rec["config"])
     assert rec["packages"]["uvlm"] and rec["packages"]["torch"]
-    assert set(rec["git"]) == {"commit", "dirty"}
+    assert rec["git"] == {"commit": "a" * 40, "dirty": False}
     written = {p for p in cfg.root.rglob("*.json") if "provenance" in p.relative_to(cfg.root).parts
                or p.name == "provenance.json"}
     assert written == {record(config, c) for c in ARTIFACTS}  # one record per artifact
@@ -139,8 +140,8 @@ def test_other_code_or_packages_are_notes_only(config, capsys):
     path.write_text(json.dumps(rec))
     code, out = run_check(config, capsys=capsys)
     assert code == 0, out
-    assert f"NOTE     1 artifact: made at git commit {'0' * 40}" in out
-    assert "artifacts: made from a checkout with uncommitted changes" in out  # this one too
+    assert f"NOTE     1 artifact: made at git commit {'0' * 40} (now {'a' * 40})" in out
+    assert "NOTE     1 artifact: made from a checkout with uncommitted changes" in out
     assert "NOTE     1 artifact: made with torch 0.0.1 (now" in out
 
 
@@ -150,6 +151,12 @@ def test_stage_selection(config, capsys):
     provenance.main(["--config", str(config), "--set", "train.lr=2.0e-4",
                      "--stage", "data", "encoders"])
     assert "0 mismatch" in capsys.readouterr().out
+
+
+def test_git_state_of_this_checkout():
+    state = provenance.git_state()
+    assert set(state) == {"commit", "dirty"}
+    assert state["commit"] is None or re.fullmatch(r"[0-9a-f]{40}", state["commit"])
 
 
 def test_write_refuses_wrong_fields_a_missing_artifact_and_other_ranks(config, monkeypatch):

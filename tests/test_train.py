@@ -27,16 +27,6 @@ from uvlm.train import lr_at, param_groups, plan, train
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: one thread is fastest, and spinning OpenMP threads on a loaded 2-core
-    machine made these tests 20x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def raw_cfg(**train) -> dict:
     return {
         "name": "t",

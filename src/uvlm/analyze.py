@@ -13,6 +13,7 @@ import argparse
 import numpy as np
 import torch
 
+from uvlm import provenance
 from uvlm.config import Config, load
 from uvlm.grid import Run, parse_run
 from uvlm.utils import stream_seed, write_json
@@ -58,3 +59,4 @@ def main(argv: list[str]) -> None:
     out = cfg.root / "analysis" / "adapters" / run.name / f"seed{args.seed}" / "probe.json"
     write_json(out, {"probe_accuracy": probe["test_accuracy"], **probe,
                      "tsne": np.round(tsne, 4).tolist(), "labels": labels.tolist()})
+    provenance.write(cfg, "analyze-adapters", run=run.name, seed=args.seed)

@@ -25,6 +25,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from uvlm import provenance
 from uvlm.config import Config, load
 from uvlm.grid import Run, parse_run
 from uvlm.model.batching import MODE_TASKS, Template
@@ -186,3 +187,4 @@ def main(argv: list[str]) -> None:
     torch.manual_seed(stream_seed(cfg.seed, "eval", args.run, args.seed))
     np.random.seed(stream_seed(cfg.seed, "eval", args.run, args.seed) % 2**32)
     evaluate_run(cfg, parse_run(args.run), args.seed)
+    provenance.write(cfg, "evaluate", run=args.run, seed=args.seed)

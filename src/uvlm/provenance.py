@@ -9,9 +9,9 @@ commit and the package versions.
 
 ``python -m uvlm provenance --config C`` compares every record with the current config:
 
-    MISMATCH runs/vq-vq_und/seed0/provenance.json: train.lr 0.001 -> 0.0002
-    MISSING  runs/vq-vq_mixed/seed0/provenance.json (for runs/vq-vq_mixed/seed0/metrics.jsonl)
-    NOTE     3 artifacts: made at git commit 1a2b3c4d5e6f (now 9f8e7d6c5b4a)
+    MISMATCH runs/vq-vq_und/seed0/provenance.json: sections train differ: train.lr 0.001 -> 0.01
+    MISSING  eval/vq-vq_gen/seed0/provenance.json: no provenance for eval/vq-vq_gen/seed0/ckpt01/...
+    NOTE     3 artifacts: made at git commit 1a2b... (now 9f8e...)
 
 and exits with status 1 on any MISMATCH, MISSING or UNREADABLE record. Git commits and
 package versions differing from the current ones are reported as NOTE only.

@@ -34,6 +34,7 @@ from accelerate import Accelerator, PartialState
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from uvlm import provenance
 from uvlm.config import Config, ConfigError, load, to_dict
 from uvlm.grid import Run, parse_run
 from uvlm.model.batching import Batcher, Template
@@ -284,3 +285,5 @@ def main(argv: list[str]) -> None:
     else:
         ctx, records, features = load_train_inputs(cfg, run)
     train(cfg, run, args.seed, ctx, records, features, progress=not args.no_progress)
+    if not args.synthetic:
+        provenance.write(cfg, "train", run=run.name, seed=args.seed)

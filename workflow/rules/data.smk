@@ -12,7 +12,7 @@ rule data_split:
         depends=sections("data"),
     log:
         f"{R}/logs/data/{{split}}.log",
-    threads: workflow.cores
+    threads: 16  # capped at --cores locally; the slurm profile sets its own
     conda:
         "../envs/uvlm.yaml"
     shell:

@@ -118,6 +118,8 @@ rule resource_missing:
         "resources/{file}",
     log:
         "results/logs/resource_missing/{file}.log",
+    conda:
+        "../envs/uvlm.yaml"
     shell:
         "echo 'missing resources/{wildcards.file}: download it (see README, \"Paper scale\")"
         " and place it there, or point the config at its path' | tee {log} >&2; exit 1"

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from uvlm import provenance
 from uvlm.config import Config, load
 from uvlm.data.attributes import Watch, sample_watch
 from uvlm.data.records import image_file, write_attributes
@@ -145,6 +146,7 @@ def main(argv: list[str]) -> None:
     cfg = load(args.config, args.set)
     start = time.perf_counter()
     out = build_split(cfg, args.split)
+    provenance.write(cfg, "data", split=args.split)
     n = split_size(cfg, args.split)
     seconds = time.perf_counter() - start
     print(f"data {args.split}: {n} images, {3 * n} records at {cfg.data.image_size} px -> "

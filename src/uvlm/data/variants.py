@@ -24,6 +24,7 @@ import functools
 from collections import Counter
 from pathlib import Path
 
+from uvlm import provenance
 from uvlm.config import BiasConfig, Config, load
 from uvlm.data.attributes import WEATHERS, Watch
 from uvlm.data.records import load_attributes, load_records
@@ -144,6 +145,7 @@ def main(argv: list[str]) -> None:
     for name, records in variants.items():
         write_json(out_dir / f"{name}.json", records)
     write_json(out_dir / "summary.json", summary)
+    provenance.write(cfg, "data-variants")
     for name, s in summary.items():
         print(f"{name}: {s['records']} records {s['tasks']}; understanding weather "
               f"{s['understanding']['weather']}")

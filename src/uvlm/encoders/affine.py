@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from uvlm import provenance
 from uvlm.config import Config, load
 from uvlm.encoders import affine_path, space_info
 from uvlm.utils import atomic_path, rng
@@ -83,4 +84,6 @@ def main(argv: list[str]) -> None:
     p.add_argument("--config", required=True, help="config YAML")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
     args = p.parse_args(argv)
-    write_affines(load(args.config, args.set))
+    cfg = load(args.config, args.set)
+    write_affines(cfg)
+    provenance.write(cfg, "encoders-affine")

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from uvlm import provenance
 from uvlm.config import Config, load
 from uvlm.encoders import SPACES, features_path, load_vision_model, space_info
 from uvlm.encoders.images import SPLITS, check_split, read_images
@@ -59,5 +60,6 @@ def main(argv: list[str]) -> None:
     with atomic_path(path) as tmp:
         save_file({SPACES[args.space].features_key: out}, tmp,
                   metadata={"space": args.space, "split": args.split, "config_hash": cfg.hash()})
+    provenance.write(cfg, "encoders-features", space=args.space, split=args.split)
     print(f"encoders-features: {args.space} {args.split} {tuple(out.shape)} {out.dtype} -> "
           f"{path} in {time.perf_counter() - start:.1f} s on {device}")

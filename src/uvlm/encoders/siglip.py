@@ -36,6 +36,7 @@ from transformers import (
 )
 from transformers.image_utils import IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD
 
+from uvlm import provenance
 from uvlm.config import Config, load
 from uvlm.config import SiglipConfig as SiglipSection
 from uvlm.data.records import load_records
@@ -200,6 +201,7 @@ def main(argv: list[str]) -> None:
         direct = model.vision_model(pixel_values=tower.preprocess(x), output_hidden_states=True)
         if not torch.equal(tower(x), direct.hidden_states[sc.feature_layer]):
             raise RuntimeError(f"{out}: reloaded SigLIP gives different features")
+    provenance.write(cfg, "encoders-siglip")
     print(f"encoders-siglip: {sc.steps} steps in {metrics['seconds']:.1f} s, final loss "
           f"{metrics['final_loss']:.4f}, train image->caption top-1 (256) "
           f"{metrics['train_retrieval_top1_256']:.3f} -> {out}")

@@ -23,6 +23,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from uvlm import provenance
 from uvlm.config import Config, load
 from uvlm.data.records import load_records
 from uvlm.encoders.common import atomic_dir
@@ -89,5 +90,6 @@ def main(argv: list[str]) -> None:
     tok = build_tokenizer(cfg)
     out = cfg.root / "encoders" / "tokenizer"
     save_tokenizer(tok, out)
+    provenance.write(cfg, "encoders-tokenizer")
     print(f"encoders-tokenizer ({cfg.encoders.tokenizer.source}): {len(tok)} tokens -> {out} "
           f"in {time.perf_counter() - start:.1f} s")

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from uvlm import provenance
 from uvlm.config import Config, VQConfig, load
 from uvlm.encoders import encoder_dir, load_vq
 from uvlm.encoders.common import index_batches, lr_at
@@ -144,5 +145,6 @@ def main(argv: list[str]) -> None:
                 "source": vc.source}
     write_json(out / "metrics.json", metrics)
     save_grid(originals[:8].cpu(), recons[:8].cpu(), out / "reconstruction.png")
+    provenance.write(cfg, "encoders-vq")
     print(f"encoders-vq ({vc.source}): {codes_per_image} codes per image, reconstruction MSE "
           f"{metrics['recon_mse']:.5f} on {len(probe)} train images (pixels in [0, 1]) -> {out}")

@@ -335,6 +335,7 @@ def train_and_evaluate(cfg, space: str) -> dict:
 
 
 def main(argv: list[str]) -> None:
+    from uvlm import provenance
     from uvlm.config import load
 
     p = argparse.ArgumentParser(prog="python -m uvlm judge-train", description=__doc__,
@@ -345,3 +346,4 @@ def main(argv: list[str]) -> None:
     args = p.parse_args(argv)
     cfg = load(args.config, args.set)
     print(json.dumps(train_and_evaluate(cfg, args.space), indent=1))
+    provenance.write(cfg, "judge-train", judge=args.space)
