@@ -55,3 +55,12 @@ def test_adding_a_seed_trains_and_evaluates_only_the_new_runs(smoke_run):
     assert jobs["train_run"] == n_runs and jobs["eval_run"] == n_runs
     assert not {"data_split", "data_variants", "tokenizer", "siglip", "vq", "features",
                 "affine", "judge"} & set(jobs)
+
+
+def test_changing_a_data_value_reruns_the_data_rules_and_downstream(smoke_run):
+    raw = yaml.safe_load((smoke_run / "config/smoke.yaml").read_text())
+    raw["data"]["n_test"] += 1
+    (smoke_run / "config/smoke3.yaml").write_text(yaml.safe_dump(raw))
+    jobs = plan(smoke_run, "--configfile", "config/smoke3.yaml")
+    assert jobs["data_split"] == 3 and jobs["data_variants"] == 1
+    assert jobs["train_run"] > 0 and jobs["eval_run"] > 0
