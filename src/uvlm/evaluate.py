@@ -25,7 +25,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from uvlm import provenance
+from uvlm import encoders, provenance
 from uvlm.config import Config, load
 from uvlm.grid import Run, parse_run
 from uvlm.model.batching import MODE_TASKS, Template
@@ -71,16 +71,6 @@ def answer_understanding(model, template: Template, tokenizer, records: list[dic
     return out
 
 
-def to_pixels(vq, codes: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """VQ codes (B, T) -> uint8 images (B, 3, H, W) through the VQ decoder."""
-    out = []
-    with torch.no_grad():
-        for i in range(0, codes.shape[0], batch_size):
-            img = vq.decode_code(codes[i:i + batch_size])  # (b, 3, H, W) in [-1, 1]
-            out.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8))
-    return torch.cat(out)
-
-
 def generate(model, template: Template, tokenizer, records: list[dict], cfg: Config, vq):
     """Answer the generation prompts. -> (answers, outputs, drew): outputs are uint8 pixels
     (B, 3, H, W) for a VQ head, features (B, T, D) for a continuous one."""
@@ -89,8 +79,8 @@ def generate(model, template: Template, tokenizer, records: list[dict], cfg: Con
         prompts = [template.prompt(r, turn=0) for r in chunk]
         ids, images, d = draw(model, template, prompts, cfg.eval.max_new_tokens)
         answers += [tokenizer.decode(a, skip_special_tokens=True).strip() for a in ids]
-        outputs.append(to_pixels(vq, images, cfg.eval.batch_size) if vq is not None
-                       else images)
+        outputs.append(encoders.decode_to_pixels(vq, images, cfg.eval.batch_size)
+                       if vq is not None else images)
         drew.append(d)
     return answers, torch.cat(outputs), torch.cat(drew)
 
@@ -109,7 +99,6 @@ def save_output(out_dir: Path, record_id: str, output: torch.Tensor) -> str:
 
 
 def evaluate_run(cfg: Config, run: Run, seed: int) -> None:
-    from uvlm import encoders
     from uvlm.data.records import load_attributes, load_records
     from uvlm.encoders.images import read_images
     from uvlm.eval.answers import answer_rows, gt_attributes, write_answers

@@ -164,6 +164,16 @@ def load_vq(cfg: Config) -> VQModel:
     return freeze(load_vq_dir(_need(encoder_dir(cfg, "vq"))))
 
 
+def decode_to_pixels(vq: VQModel, codes: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """VQ codes (B, T) -> uint8 images (B, 3, H, W) through the VQ decoder, in batches."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, codes.shape[0], batch_size):
+            img = vq.decode_code(codes[i:i + batch_size])  # (b, 3, H, W) in [-1, 1]
+            out.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8))
+    return torch.cat(out)
+
+
 def load_tokenizer(cfg: Config):
     """The LLM tokenizer saved by ``encoders-tokenizer`` (a ``PreTrainedTokenizerFast``)."""
     from transformers import AutoTokenizer

@@ -277,16 +277,10 @@ def _ground_truth(cfg, split: str, n: int) -> list[dict]:
 
 def _vq_reconstructions(cfg, split: str, n: int) -> torch.Tensor:
     """uint8 (n, 3, H, W): the VQ decoder's rendering of the split's first n codes."""
-    from uvlm.encoders import load_features, load_vq
+    from uvlm.encoders import decode_to_pixels, load_features, load_vq
 
     codes = load_features(cfg, "vq", split)[:n]
-    vq = load_vq(cfg).eval()
-    out = []
-    with torch.no_grad():
-        for i in range(0, n, cfg.eval.batch_size):
-            img = vq.decode_code(codes[i:i + cfg.eval.batch_size])  # (B, 3, H, W) in [-1, 1]
-            out.append(((img.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8))
-    return torch.cat(out)
+    return decode_to_pixels(load_vq(cfg).eval(), codes, cfg.eval.batch_size)
 
 
 def _inputs(cfg, space: str, split: str, n: int, recon: bool) -> dict[str, torch.Tensor]:
