@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from uvlm.config import ConfigError, load
-from uvlm.grid import Run, all_runs, experiment_runs, parse_run
+from uvlm.grid import Run, all_runs, experiment_runs, jobs, parse_run, run_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +48,23 @@ def test_experiments_share_runs_instead_of_retraining():
     # alignment at distortion 0 is mutual's mixed run
     assert "vq-vq_mixed" in {r.name for r in experiment_runs(cfg, "alignment")}
     assert "vq-vq_mixed" in {r.name for r in experiment_runs(cfg, "mutual")}
+
+
+def test_mutual_seeds_apply_to_mutual_runs_only():
+    cfg = load(ROOT / "config/smoke.yaml", ["grid.seeds=[0]", "grid.mutual_seeds=[0,1,2]"])
+    # shared by mutual and alignment: trained with mutual's seeds
+    assert run_seeds(cfg, Run("vq-vq", "mixed")) == [0, 1, 2]
+    assert run_seeds(cfg, Run("vq-vq", "mixed", affine=0.3)) == [0]
+    assert run_seeds(cfg, Run("vq-vq", "und", "biased-weather")) == [0]
+    pairs = jobs(cfg)
+    assert len(pairs) == len(set(pairs))
+    mutual = set(experiment_runs(cfg, "mutual"))
+    assert len(pairs) == 3 * len(mutual) + len(set(all_runs(cfg)) - mutual)
+    # empty mutual_seeds: every experiment uses grid.seeds
+    plain = load(ROOT / "config/smoke.yaml", ["grid.seeds=[4,5]"])
+    assert all(run_seeds(plain, r) == [4, 5] for r in all_runs(plain))
+    with pytest.raises(ConfigError, match="in no configured experiment"):
+        run_seeds(plain, Run("clip-clip", "mixed"))
 
 
 def test_empty_experiment_is_refused_naming_it():

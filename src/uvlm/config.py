@@ -261,7 +261,9 @@ class GridConfig:
     experiments: list[Experiment] = _f(["mutual", "imbalance", "alignment", "transfer",
                                         "adapters"])
     architectures: list[Arch] = _f(["siglip-siglip", "siglip-vq", "vq-siglip", "vq-vq"])
-    seeds: list[int] = _f([0], 0)
+    seeds: list[int] = _f([0], 0, doc="seeds of every experiment")
+    mutual_seeds: list[int] = _f([], 0, doc="seeds of the mutual experiment (the paper's "
+                                 "curves over seeds); empty = grid.seeds")
     equal_compute: bool = _f(True, doc="add single-task runs with the mixed run's steps")
     imbalance_architectures: list[Arch] = _f(["siglip-vq", "vq-vq"])
     transfer_architectures: list[Arch] = _f(["siglip-siglip", "siglip-vq", "vq-siglip",

@@ -146,13 +146,37 @@ def experiment_runs(cfg: Config, experiment: str) -> list[Run]:
     return runs
 
 
+def experiment_seeds(cfg: Config, experiment: str) -> list[int]:
+    if experiment == "mutual" and cfg.grid.mutual_seeds:
+        return list(cfg.grid.mutual_seeds)
+    return list(cfg.grid.seeds)
+
+
 def all_runs(cfg: Config) -> list[Run]:
     """Every distinct run of every configured experiment, in a stable order."""
-    seen: dict[str, Run] = {}
+    return list(_run_seeds(cfg))
+
+
+def _run_seeds(cfg: Config) -> dict[Run, list[int]]:
+    seeds: dict[Run, set[int]] = {}
     for exp in cfg.grid.experiments:
         for r in experiment_runs(cfg, exp):
-            seen.setdefault(r.name, r)
-    return list(seen.values())
+            seeds.setdefault(r, set()).update(experiment_seeds(cfg, exp))
+    return {r: sorted(s) for r, s in seeds.items()}
+
+
+def run_seeds(cfg: Config, run: Run) -> list[int]:
+    """Seeds a run is trained with: every seed of every experiment that uses it (a run
+    shared by ``mutual`` and ``alignment`` has mutual's seeds everywhere it is read)."""
+    seeds = _run_seeds(cfg).get(run)
+    if seeds is None:
+        raise ConfigError(f"run {run.name!r} is in no configured experiment")
+    return seeds
+
+
+def jobs(cfg: Config) -> list[tuple[Run, int]]:
+    """Every (run, seed) pair the grid trains and evaluates."""
+    return [(r, s) for r, seeds in _run_seeds(cfg).items() for s in seeds]
 
 
 def data_variants(cfg: Config) -> list[str]:

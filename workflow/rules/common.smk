@@ -22,7 +22,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 R = f"results/{CFG.name}"
 RUNS = {r.name: r for r in grid.all_runs(CFG)}
-SEEDS = CFG.grid.seeds
+JOBS = grid.jobs(CFG)  # (run, seed) pairs: mutual may have more seeds than the rest
 CKPTS = [f"ckpt{k:02d}" for k in range(1, CFG.train.checkpoints + 1)]
 
 # Rules read the resolved config from one file. It is rewritten only when its content
@@ -88,11 +88,11 @@ def eval_metrics(run, seed):
 
 
 def all_ckpts():
-    return [ckpt(r, s, k) for r in RUNS for s in SEEDS for k in CKPTS]
+    return [ckpt(r.name, s, k) for r, s in JOBS for k in CKPTS]
 
 
 def all_eval():
-    return [m for r in RUNS for s in SEEDS for m in eval_metrics(r, s)]
+    return [m for r, s in JOBS for m in eval_metrics(r.name, s)]
 
 
 def paper_outputs(experiment=None):
@@ -181,10 +181,14 @@ def eval_inputs(wildcards):
     return inputs
 
 
-def adapter_runs():
+def adapter_probes():
     if "adapters" not in CFG.grid.experiments:
         return []
-    return [r.name for r in grid.experiment_runs(CFG, "adapters")]
+    return [
+        f"{R}/analysis/adapters/{r.name}/seed{s}/probe.json"
+        for r in grid.experiment_runs(CFG, "adapters")
+        for s in grid.run_seeds(CFG, r)
+    ]
 
 
 def adapter_features(wildcards):

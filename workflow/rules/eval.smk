@@ -75,8 +75,4 @@ rule analyze_adapters:
 
 rule analysis:
     input:
-        expand(
-            f"{R}/analysis/adapters/{{run}}/seed{{seed}}/probe.json",
-            run=adapter_runs(),
-            seed=SEEDS,
-        ),
+        adapter_probes(),

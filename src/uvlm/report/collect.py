@@ -27,16 +27,11 @@ import numpy as np
 import pandas as pd
 
 from uvlm.config import Config
-from uvlm.grid import Run
+from uvlm.grid import Run, run_seeds
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
 # --------------------------------------------------------------------------- layout
-
-
-def run_seeds(cfg: Config) -> list[int]:
-    """Seeds every run of the grid is trained and evaluated with."""
-    return list(cfg.grid.seeds)
 
 
 def checkpoints(cfg: Config) -> list[int]:
@@ -212,7 +207,7 @@ def collect_probes(cfg: Config, runs: list[Run]) -> tuple[pd.DataFrame, dict]:
     rows, probes = [], {}
     k = cfg.train.checkpoints  # the analysis reads the final checkpoint
     for run in runs:
-        for seed in run_seeds(cfg):
+        for seed in run_seeds(cfg, run):
             p = read_probe(probe_path(cfg, run, seed))
             probes[run.name, seed] = p
             rows.append(run_fields(run) | {
@@ -248,7 +243,7 @@ def read_final_step(path: Path) -> int:
 def collect_steps(cfg: Config, runs: list[Run]) -> pd.DataFrame:
     """Optimizer steps per run and seed (the equal-compute check)."""
     rows = [{"run": r.name, "seed": s, "steps": read_final_step(train_log_path(cfg, r, s))}
-            for r in runs for s in run_seeds(cfg)]
+            for r in runs for s in run_seeds(cfg, r)]
     return pd.DataFrame(rows, columns=["run", "seed", "steps"])
 
 
@@ -334,10 +329,10 @@ class Reads:
     files: tuple[Path, ...] = field(default=())  # reference numbers, figure styles
 
     def paths(self, cfg: Config) -> list[Path]:
-        seeds = run_seeds(cfg)
-        return ([eval_metrics_path(cfg, r, s, k) for r, k in self.evals for s in seeds]
-                + [probe_path(cfg, r, s) for r in self.probe_runs for s in seeds]
-                + [train_log_path(cfg, r, s) for r in self.log_runs for s in seeds]
+        return ([eval_metrics_path(cfg, r, s, k) for r, k in self.evals
+                 for s in run_seeds(cfg, r)]
+                + [probe_path(cfg, r, s) for r in self.probe_runs for s in run_seeds(cfg, r)]
+                + [train_log_path(cfg, r, s) for r in self.log_runs for s in run_seeds(cfg, r)]
                 + [llava_results_path(cfg, r) for r in self.llava_runs]
                 + list(self.files))
 
@@ -361,7 +356,7 @@ def collect(cfg: Config, evals) -> pd.DataFrame:
     """The tidy frame of the ``metrics.json`` of every (run, checkpoint) pair and seed."""
     rows = []
     for run, k in evals:
-        for seed in run_seeds(cfg):
+        for seed in run_seeds(cfg, run):
             base = run_fields(run) | {"seed": seed, "ckpt": k, "frac": k / cfg.train.checkpoints}
             rows += [base | r for r in read_metrics(eval_metrics_path(cfg, run, seed, k))]
     return pd.DataFrame(rows, columns=COLUMNS)

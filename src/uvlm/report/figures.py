@@ -17,9 +17,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from uvlm.config import Config  # noqa: E402
-from uvlm.grid import experiment_runs  # noqa: E402
+from uvlm.grid import experiment_runs, experiment_seeds  # noqa: E402
 from uvlm.report import spec, stats, tables  # noqa: E402
-from uvlm.report.collect import Results, figure_paths, run_seeds  # noqa: E402
+from uvlm.report.collect import Results, figure_paths  # noqa: E402
 from uvlm.report.spec import load_style  # noqa: E402
 from uvlm.utils import atomic_path  # noqa: E402
 
@@ -120,7 +120,7 @@ def fig_mutual(cfg: Config, res: Results, ref: dict, style: dict, paths: list[Pa
     _legend(fig, axes)
     fig.suptitle(f"Mixed vs single-task training across data scale ({cfg.name}; "
                  f"VQA {spec.SECTION_LABELS[spec.PRIMARY_VQA]} protocol; seeds "
-                 f"{', '.join(map(str, run_seeds(cfg)))})", fontsize=9)
+                 f"{', '.join(map(str, experiment_seeds(cfg, 'mutual')))})", fontsize=9)
     fig.tight_layout()
     _save(fig, paths)
 
@@ -225,7 +225,7 @@ def fig_transfer(cfg: Config, res: Results, ref: dict, style: dict,
 def fig_adapters(cfg: Config, res: Results, ref: dict, style: dict,
                  paths: list[Path]) -> None:
     runs = experiment_runs(cfg, "adapters")
-    seed = run_seeds(cfg)[0]
+    seed = experiment_seeds(cfg, "adapters")[0]  # the t-SNE panels show one seed
     accuracy = stats.summarize(tables.probe_values(cfg, res), ["arch", "series"])
     labels = sorted({lab for p in res.probes.values() for lab in p.labels})
     colors = dict(zip(labels, style["palette"], strict=False))

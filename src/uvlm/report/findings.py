@@ -13,9 +13,9 @@ from collections import Counter
 import pandas as pd
 
 from uvlm.config import Config
-from uvlm.grid import Run, experiment_runs
+from uvlm.grid import Run, experiment_runs, experiment_seeds
 from uvlm.report import spec, stats, tables
-from uvlm.report.collect import Results, run_seeds
+from uvlm.report.collect import Results
 from uvlm.report.reference import short_source
 
 CLAIMS = {  # the v1 abstract's wording (PAPER.md section 4)
@@ -349,6 +349,15 @@ def _f3(cfg: Config, res: Results, ref: dict, tally: Tally) -> list[str]:
 
 # --------------------------------------------------------------------------- document
 
+def _seeds_text(cfg: Config) -> str:
+    """``0, 1, 2`` or, where experiments differ, ``mutual 0, 1, 2; others 0``."""
+    mutual = experiment_seeds(cfg, "mutual")
+    rest = list(cfg.grid.seeds)
+    if "mutual" not in cfg.grid.experiments or mutual == rest:
+        return ", ".join(map(str, rest))
+    return f"mutual {', '.join(map(str, mutual))}; other experiments {', '.join(map(str, rest))}"
+
+
 def _header(cfg: Config) -> list[str]:
     llm = cfg.model.llm
     size = (f"{llm.path} (pretrained)" if llm.source == "pretrained"
@@ -360,7 +369,7 @@ def _header(cfg: Config) -> list[str]:
         "(`uvlm.report.findings`), none is typed.\n",
         f"- Scale: LLM {size}; {cfg.data.n_train} training and {cfg.data.n_test} test images; "
         f"{cfg.train.checkpoints} checkpoints per run; seeds "
-        f"{', '.join(map(str, run_seeds(cfg)))}; config hash `{cfg.hash()}`.",
+        f"{_seeds_text(cfg)}; config hash `{cfg.hash()}`.",
         "- Verdict: for a claimed sign of an effect, **reproduced** when the whole 95% "
         "interval has that sign, **not reproduced** when it has the opposite sign, "
         "**inconclusive** when it contains 0.",
