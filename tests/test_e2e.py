@@ -64,3 +64,18 @@ def test_changing_a_data_value_reruns_the_data_rules_and_downstream(smoke_run):
     jobs = plan(smoke_run, "--configfile", "config/smoke3.yaml")
     assert jobs["data_split"] == 3 and jobs["data_variants"] == 1
     assert jobs["train_run"] > 0 and jobs["eval_run"] > 0
+
+
+def test_snakemake_report_shows_figures_tables_and_findings_captioned(smoke_run):
+    html = smoke_run / "report.html"
+    run_snakemake(smoke_run, "--configfile", "config/smoke.yaml", "--report", str(html))
+    text = html.read_text()
+    captions = Path(__file__).resolve().parents[1] / "workflow/report"
+    for name, files in targets(load(smoke_run / "config/smoke.yaml")).items():
+        shown = [p for p in files.outputs if p.suffix in (".png", ".csv") or name == "findings"]
+        assert shown, name
+        for path in shown:
+            assert path.name in text, path
+        # the caption's first line after its bold title
+        words = (captions / f"{name}.rst").read_text().splitlines()[0].split("**")[-1]
+        assert words.strip() in text, name

@@ -106,6 +106,19 @@ def paper_outputs(experiment=None):
     ]
 
 
+def reported(path, target):
+    """A paper output as `snakemake --report` shows it: a figure's PNG, a table's CSV and
+    findings.md, captioned by workflow/report/<target>.rst; PDF, LaTeX and Markdown copies
+    stay plain outputs."""
+    category = "Findings" if target == "findings" else {
+        ".png": "Figures",
+        ".csv": "Tables",
+    }.get(os.path.splitext(str(path))[1])
+    if category is None:
+        return str(path)
+    return report(str(path), caption=f"../report/{target}.rst", category=category)
+
+
 def affine_file(space, strength):
     return f"{R}/encoders/affine/{space}_{strength:g}.safetensors"
 

@@ -10,7 +10,7 @@ for _name, _target in report_targets(CFG).items():
         input:
             [str(p) for p in _target.inputs],
         output:
-            [str(p) for p in _target.outputs],
+            [reported(p, _name) for p in _target.outputs],
         params:
             cfg=CONFIG_FILE,
             target=_name,
