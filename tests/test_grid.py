@@ -46,8 +46,8 @@ def test_experiments_share_runs_instead_of_retraining():
     names = [r.name for r in all_runs(cfg)]
     assert len(names) == len(set(names))
     # alignment at distortion 0 is mutual's mixed run
-    assert "vq-vq_mixed" in {r.name for r in experiment_runs(cfg, "alignment")}
-    assert "vq-vq_mixed" in {r.name for r in experiment_runs(cfg, "mutual")}
+    assert "siglip-siglip_mixed" in {r.name for r in experiment_runs(cfg, "alignment")}
+    assert "siglip-siglip_mixed" in {r.name for r in experiment_runs(cfg, "mutual")}
 
 
 def test_mutual_seeds_apply_to_mutual_runs_only():

@@ -266,6 +266,8 @@ class GridConfig:
                                  "curves over seeds); empty = grid.seeds")
     equal_compute: bool = _f(True, doc="add single-task runs with the mixed run's steps")
     imbalance_architectures: list[Arch] = _f(["siglip-vq", "vq-vq"])
+    alignment_architectures: list[Literal["siglip-siglip", "vq-vq"]] = _f(
+        ["siglip-siglip", "vq-vq"], doc="distorted with encoders.affine.siglip_ks / vq_sigmas")
     transfer_architectures: list[Arch] = _f(["siglip-siglip", "siglip-vq", "vq-siglip",
                                              "vq-vq"])
     transfer_attributes: list[Literal["weather", "battery"]] = _f(["weather", "battery"])
@@ -275,6 +277,72 @@ class GridConfig:
         for key in ("experiments", "architectures", "seeds"):
             if not getattr(self, key):
                 raise ConfigError(f"grid.{key}: empty; the grid needs at least one entry")
+        if "llava" in self.experiments and (len(self.experiments) > 1 or len(self.seeds) > 1):
+            raise ConfigError(f"grid: experiments {self.experiments}, seeds {self.seeds}: the "
+                              f"llava experiment trains on LLaVA's data with its own rules and "
+                              f"one seed; give it a config of its own (config/llava.yaml)")
+
+
+# --------------------------------------------------------------------------- llava
+
+#: the lmms-eval tasks of the LLaVA table (``uvlm.report.collect.BENCHMARKS``)
+LlavaTask = Literal["gqa", "mmbench_en_dev", "mme", "mmstar", "vizwiz_vqa_val", "pope",
+                    "textvqa_val"]
+
+
+@dataclass(frozen=True)
+class LlavaPretrainConfig:
+    """Stage 1 of the LLaVA recipe: ``train`` with these values, the LLM frozen, so only the
+    adapters and the image head learn (at ``lr``). Stage 2 (SFT) trains with ``train``."""
+
+    lr: float = _f(1e-3, 0.0, doc="peak lr of the adapters and image head")
+    batch_size: int = _f(256, 1, doc="global batch (the paper's 32 per GPU x 8 GPUs)")
+    micro_batch_size: int = _f(32, 0, doc="per-process micro-batch; 0 = batch_size / processes")
+    runtime_minutes: int = _f(720, 1, doc="time limit the stage-1 job declares (SLURM --time)")
+
+
+@dataclass(frozen=True)
+class LlavaConfig:
+    """The LLaVA-1.5 experiment (PAPER.md 5): ShareGPT4V captions turned into text-to-image
+    samples and mixed into LLaVA's two training stages; lmms-eval benchmarks.
+
+    Image paths in every JSON are relative to ``image_folder``, ShareGPT4V's data layout
+    (``coco/``, ``gqa/``, ``ocr_vqa/``, ``textvqa/``, ``vg/``, ``llava/llava_pretrain/images/``).
+    """
+
+    sharegpt4v_json: str = _f("resources/llava/share-captioner_coco_lcs_sam_1246k_1107.json",
+                              doc="ShareGPT4V captions (share-captioner_coco_lcs_sam_1246k_1107)")
+    pretrain_json: str = _f("resources/llava/blip_laion_cc_sbu_558k.json",
+                            doc="LLaVA-1.5 stage-1 data (blip_laion_cc_sbu_558k.json)")
+    sft_json: str = _f("resources/llava/llava_v1_5_mix665k.json",
+                       doc="LLaVA-1.5 stage-2 data (llava_v1_5_mix665k.json)")
+    image_folder: str = _f("resources/llava/images", doc="root every image path starts from")
+    pretrain_image_folder: str = _f("llava/llava_pretrain/images",
+                                    doc="folder of pretrain_json's images, within image_folder")
+    pretrain_generation: int = _f(150000, 0, doc="generation samples added to stage 1")
+    sft_generation: list[int] = _f([0, 50000, 100000, 200000], 0,
+                                   doc="generation samples added to stage 2, one run each; the "
+                                   "largest is the full recipe, 0 the understanding-only run")
+    scaling_architectures: list[Arch] = _f(["clip-clip"], doc="architectures trained at every "
+                                           "sft_generation amount (others: the largest only)")
+    detach_architectures: list[Arch] = _f(["clip-clip"], doc="same-space architectures also "
+                                          "trained with a separate generation adapter")
+    pretrain: LlavaPretrainConfig = _sub(LlavaPretrainConfig)
+    tasks: list[LlavaTask] = _f(["gqa", "mmbench_en_dev", "mme", "mmstar", "vizwiz_vqa_val",
+                                 "pope", "textvqa_val"], doc="lmms-eval tasks (batch 1, greedy)")
+
+    def __post_init__(self):
+        amounts = self.sft_generation
+        if not amounts or len(set(amounts)) != len(amounts) or max(amounts) == 0:
+            raise ConfigError(f"llava.sft_generation: {amounts} must be distinct amounts, the "
+                              f"largest above 0 (the full recipe)")
+        for arch in self.detach_architectures:
+            und, gen = arch.split("-")
+            if und != gen:
+                raise ConfigError(f"llava.detach_architectures: {arch!r} has two spaces, so "
+                                  f"separate adapters already; only same-space ones detach")
+        if not self.tasks:
+            raise ConfigError("llava.tasks: empty; name at least one lmms-eval task")
 
 
 # --------------------------------------------------------------------------- root
@@ -289,6 +357,7 @@ class Config:
     train: TrainConfig = _sub(TrainConfig)
     eval: EvalConfig = _sub(EvalConfig)
     grid: GridConfig = _sub(GridConfig)
+    llava: LlavaConfig = _sub(LlavaConfig)
 
     def __post_init__(self):
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():

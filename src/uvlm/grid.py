@@ -8,6 +8,7 @@ mixed run) share one training job. Run names join their parts with underscores,
     vq-vq_mixed                  siglip-vq_und-eq           (equal compute to mixed)
     vq-vq_und_affine0.2          siglip-siglip_mixed_biased-weather
     vq-vq_mixed_extra-gen-1000   siglip-siglip_mixed_detach
+    clip-clip_mixed_gen-50000    (llava: 50000 generation samples in SFT; see ``_llava``)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ RECORDS_PER_IMAGE = {"mixed": 3, "und": 2, "gen": 1}
 class Run:
     arch: str  # "<understanding space>-<generation space>", e.g. "siglip-vq"
     mode: str  # mixed | und | gen
-    variant: str = "train"  # training data file: train | biased-<attr> | extra-{gen,und}-<n>
+    variant: str = "train"  # data: train | biased-<attr> | extra-{gen,und}-<n> | gen-<n> (llava)
     affine: float = 0.0  # strength of the input-space distortion (0 = identity)
     detach: bool = False  # separate generation adapter for same-space architectures
     equal_compute: bool = False  # single-task run given the mixed run's optimizer steps
@@ -74,7 +75,7 @@ def parse_run(name: str) -> Run:
             kw["detach"] = True
         elif p.startswith("affine"):
             kw["affine"] = float(p.removeprefix("affine"))
-        elif p.startswith(("biased-", "extra-")):
+        elif p.startswith(("biased-", "extra-", "gen-")):
             kw["variant"] = p
         else:
             raise ConfigError(f"run {name!r}: unknown part {p!r}")
@@ -100,13 +101,10 @@ def _imbalance(cfg: Config) -> list[Run]:
 
 
 def _alignment(cfg: Config) -> list[Run]:
-    out = []
     strengths = {"vq-vq": cfg.encoders.affine.vq_sigmas,
                  "siglip-siglip": cfg.encoders.affine.siglip_ks}
-    for arch, values in strengths.items():
-        if arch in cfg.grid.architectures:
-            out += [Run(arch, m, affine=v) for v in values for m in ("mixed", "und")]
-    return out
+    return [Run(arch, m, affine=v) for arch in cfg.grid.alignment_architectures
+            for v in strengths[arch] for m in ("mixed", "und")]
 
 
 def _transfer(cfg: Config) -> list[Run]:
@@ -121,8 +119,32 @@ def _adapters(cfg: Config) -> list[Run]:
     return [Run(arch, m) for arch in cfg.grid.adapters_architectures for m in ("mixed", "und")]
 
 
+def llava_run(arch: str, generation: int, full: int) -> Run:
+    """The llava run whose SFT data holds ``generation`` text-to-image samples: 0 is the
+    understanding-only run, ``full`` (the largest amount) the plain mixed run."""
+    if generation == 0:
+        return Run(arch, "und")
+    return Run(arch, "mixed", "train" if generation == full else f"gen-{generation}")
+
+
+def llava_generation(cfg: Config, run: Run) -> int:
+    """Generation samples in the SFT data of a llava run (the inverse of ``llava_run``)."""
+    if run.mode == "und":
+        return 0
+    if run.variant == "train":
+        return max(cfg.llava.sft_generation)
+    return int(run.variant.removeprefix("gen-"))
+
+
 def _llava(cfg: Config) -> list[Run]:
-    return [Run(arch, "mixed") for arch in cfg.grid.architectures]
+    ll = cfg.llava
+    full, out = max(ll.sft_generation), []
+    for arch in cfg.grid.architectures:
+        amounts = sorted(ll.sft_generation) if arch in ll.scaling_architectures else [full]
+        out += [llava_run(arch, n, full) for n in amounts]
+        if arch in ll.detach_architectures:
+            out.append(Run(arch, "mixed", detach=True))
+    return out
 
 
 EXPERIMENTS = {
