@@ -21,6 +21,8 @@ include: "workflow/rules/encoders.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/eval.smk"
 include: "workflow/rules/paper.smk"
+include: "workflow/rules/llava_common.smk"
+include: "workflow/rules/llava.smk"
 
 
 report: "workflow/report/workflow.rst"

@@ -49,13 +49,21 @@ def test_llava_table(tmp_path, monkeypatch):
         path = collect.llava_results_path(cfg, run)
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(FIXTURE, path)
-    assert [str(p) for p in targets(cfg)["table_llava"].inputs[:2]] == [
-        "results/llava/eval/llava/clip-clip_mixed/results.json",
-        "results/llava/eval/llava/clip-vq_mixed/results.json"]
+    runs = ["clip-clip_und", "clip-clip_mixed_gen-50000", "clip-clip_mixed_gen-100000",
+            "clip-clip_mixed", "clip-clip_mixed_detach", "clip-vq_mixed"]
+    assert [str(p) for p in targets(cfg)["table_llava"].inputs[:6]] == [
+        f"results/llava/eval/llava/{r}/results.json" for r in runs]
     csv, md, tex = build(cfg, "table_llava")
     long = pd.read_csv(csv)
     ours = long[long["source"] == "ours"]
-    assert set(ours["run"]) == {"clip-clip_mixed", "clip-vq_mixed"}
+    assert list(dict.fromkeys(ours["run"])) == runs
+    # our rows say what they train, as the authors' rows do
+    config = ours.groupby("run", sort=False)["config"].first()
+    assert config["clip-clip_und"] == "CLIP-CLIP, no generation samples in SFT"
+    assert config["clip-clip_mixed_gen-50000"] == "CLIP-CLIP, +50,000 generation samples in SFT"
+    assert config["clip-clip_mixed_detach"] == ("CLIP-CLIP, +200,000 generation samples in SFT, "
+                                                "detach_mm_projector")
+    assert config["clip-vq_mixed"] == "CLIP-VQ, +200,000 generation samples in SFT"
     authors = long[long["source"] != "ours"].set_index(["run", "benchmark"])["value"]
     assert authors["llava-v1.5-7b", "gqa"] == pytest.approx(62.05)
     text = md.read_text()

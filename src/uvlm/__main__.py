@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("uvlm.evaluate", "answer and score every checkpoint of one run"),
     "analyze-adapters": ("uvlm.analyze", "adapter t-SNE and linear probe of one run"),
     "provenance": ("uvlm.provenance", "check artifacts' provenance against the config"),
+    "llava-data": ("uvlm.llava.data", "llava: ShareGPT4V text-to-image samples in LLaVA's JSONs"),
+    "llava-train": ("uvlm.llava.train", "llava: one training stage (pretrain or sft) of one run"),
+    "lmms-eval": ("uvlm.llava.lmms", "llava: lmms-eval's command line with the model 'uvlm'"),
+    "llava-results": ("uvlm.llava.results", "llava: lmms-eval's results where the report reads"),
 }
 
 

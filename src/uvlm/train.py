@@ -74,8 +74,11 @@ def param_groups(model: UnifiedVLM, cfg: Config) -> list[dict]:
 def state_key(cfg: Config, run: Run, seed: int) -> str:
     """What a resume state must match: the config sections training reads, run and seed."""
     d = to_dict(cfg)
-    return json.dumps({k: d[k] for k in ("seed", "data", "encoders", "model", "train")}
-                      | {"run": run.name, "train_seed": seed}, sort_keys=True)
+    sections = ("seed", "data", "encoders", "model", "train")
+    if "llava" in cfg.grid.experiments:  # its data and stages come from the llava section
+        sections += ("llava",)
+    return json.dumps({k: d[k] for k in sections} | {"run": run.name, "train_seed": seed},
+                      sort_keys=True)
 
 
 # ---------------------------------------------------------------------- resume state
@@ -143,9 +146,25 @@ def keep_checkpoint(ckpt: Path, state: Path) -> None:
 def train(cfg: Config, run: Run, seed: int, ctx: ModelContext, records: list[dict],
           features: dict, progress: bool = True, out: Path | None = None) -> Path:
     """Train one run into ``out`` (default ``R/runs/{run}/seed{seed}``) and return it."""
+    records = mode_records(records, run, f"run {run.name}")
+    template = Template(ctx.tokenizer, cfg.model.system_prompt, ctx.und.num_tokens,
+                        ctx.gen.num_tokens, cfg.model.llm.max_length)
+    data = Batcher(template.encode(records), features, ctx.und, ctx.gen)
+    torch.manual_seed(stream_seed(cfg.seed, "train", "init", seed))
+    model = build_model(cfg, run, ctx)
+    return fit(cfg, run, seed, model, data, progress, out)
+
+
+def fit(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher,
+        progress: bool = True, out: Path | None = None) -> Path:
+    """The training loop: ``model`` (its trainable parameters) on the records of ``data``.
+
+    ``train`` calls it with a fresh model and the encoders stage's features; the llava
+    stages (``uvlm.llava.train``) with a partly frozen or pre-trained model and images
+    encoded on the fly.
+    """
     out = cfg.root / "runs" / run.name / f"seed{seed}" if out is None else out
     state, metrics = out / "state", out / "metrics.jsonl"
-    records = mode_records(records, run, f"run {run.name}")
     tc = cfg.train
 
     # Without CUDA, processes started by torchrun (accelerate's multi-process launcher) must
@@ -159,12 +178,6 @@ def train(cfg: Config, run: Run, seed: int, ctx: ModelContext, records: list[dic
     accum = tc.batch_size // (world * micro)
     accelerator = Accelerator(cpu=cpu, gradient_accumulation_steps=accum)
     main = accelerator.is_main_process
-
-    torch.manual_seed(stream_seed(cfg.seed, "train", "init", seed))
-    model = build_model(cfg, run, ctx)
-    template = Template(ctx.tokenizer, cfg.model.system_prompt, ctx.und.num_tokens,
-                        ctx.gen.num_tokens, cfg.model.llm.max_length)
-    data = Batcher(template.encode(records), features, ctx.und, ctx.gen)
     n = len(data)
     total, ckpt_at = plan(cfg, run, n)
 

@@ -22,7 +22,10 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 R = f"results/{CFG.name}"
 RUNS = {r.name: r for r in grid.all_runs(CFG)}
-JOBS = grid.jobs(CFG)  # (run, seed) pairs: mutual may have more seeds than the rest
+# The llava experiment (a config of its own) trains and evaluates with the rules of llava.smk;
+# train_run and eval_run, and the `train` and `eval` targets, serve the other experiments.
+LLAVA = "llava" in CFG.grid.experiments
+JOBS = [] if LLAVA else grid.jobs(CFG)  # (run, seed) pairs: mutual may have more seeds
 CKPTS = [f"ckpt{k:02d}" for k in range(1, CFG.train.checkpoints + 1)]
 
 # Rules read the resolved config from one file. It is rewritten only when its content

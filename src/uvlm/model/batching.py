@@ -8,6 +8,7 @@ Layout (vicuna_v1, as the paper's LLaVA fork builds it), one image per record:
     <s>{system} USER: [und slots]\\n{q1} ASSISTANT: {a1}</s>USER: {q2} ASSISTANT: {a2}</s>
     <s>{system} USER: {prompt} ASSISTANT: {text}<image>[gen slots]</s>
 
+A ``text`` record (LLaVA's text-only conversations) has no image at all.
 Pieces are tokenized separately and concatenated (as LLaVA's ``tokenizer_image_token``
 splits on ``<image>``), so a prompt built for inference tokenizes exactly as in training.
 Supervised text = every assistant piece (answers, the "<image>" marker, the closing </s>);
@@ -25,7 +26,9 @@ from uvlm.model.unified import Batch, Space
 IMAGE = "<image>"
 UND_TASKS = ("vqa", "caption")
 GEN_TASKS = ("generation",)
-MODE_TASKS = {"mixed": UND_TASKS + GEN_TASKS, "und": UND_TASKS, "gen": GEN_TASKS}
+TEXT_TASKS = ("text",)  # no image (LLaVA's SFT data has some); trained as understanding data
+MODE_TASKS = {"mixed": UND_TASKS + TEXT_TASKS + GEN_TASKS, "und": UND_TASKS + TEXT_TASKS,
+              "gen": GEN_TASKS}
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,9 @@ class Encoded:
     ids: torch.Tensor  # (N, L) int32, pad id after the end and in image slots
     targets: torch.Tensor  # (N, L) bool, supervised text tokens
     length: torch.Tensor  # (N,) int64
-    slot: torch.Tensor  # (N,) int64, first image slot
+    slot: torch.Tensor  # (N,) int64, first image slot (0 for text records)
     gen: torch.Tensor  # (N,) bool, generation record (else understanding)
+    text: torch.Tensor  # (N,) bool, text-only record (no image)
     split: torch.Tensor  # (N,) int64 index into ``splits``
     image: torch.Tensor  # (N,) int64 image id within its split
     splits: list[str]
@@ -80,12 +84,13 @@ class Template:
         if len(conv) < 2 or len(conv) % 2 or roles != ["human", "gpt"] * (len(conv) // 2):
             raise ValueError(f"record {rid}: conversations must alternate human/gpt, got {roles}")
         gen = record["task"] in GEN_TASKS
+        und_image = record["task"] in UND_TASKS
         out: list[tuple] = [("ids", self.bos, False)]
         for turn in range(len(conv) // 2):
             q, a = conv[2 * turn]["value"], conv[2 * turn + 1]["value"]
             head = f"{self.system} USER: " if self.system and turn == 0 else "USER: "
             q_parts = (head + q + " ASSISTANT:").split(IMAGE)
-            want = 2 if turn == 0 and not gen else 1
+            want = 2 if turn == 0 and und_image else 1
             if len(q_parts) != want:
                 raise ValueError(f"record {rid}: turn {turn} question has {len(q_parts) - 1} "
                                  f"{IMAGE} placeholders, expected {want - 1}")
@@ -126,16 +131,23 @@ class Template:
         texts = sorted({p for segs in all_segments for k, p, _ in segs if k == "text"})
         return dict(zip(texts, self._tokenize(texts), strict=True))
 
-    def encode(self, records: list[dict]) -> Encoded:
-        """Tokenize records (each: id, task, split, image_id, conversations) once."""
+    def encode(self, records: list[dict], drop_long: bool = False) -> Encoded:
+        """Tokenize records (each: id, task, split, image_id, conversations) once.
+
+        A record longer than ``max_length`` raises, or with ``drop_long`` is left out.
+        """
         segments = [self._segments(r) for r in records]
         table = self._table(segments)
         rows = [self._assemble(s, table) for s in segments]
         too_long = [(r["id"], len(ids)) for r, (ids, _, _) in zip(records, rows, strict=True)
                     if len(ids) > self.max_length]
-        if too_long:
+        if too_long and not drop_long:
             raise ValueError(f"record {too_long[0][0]}: {too_long[0][1]} tokens exceed "
                              f"model.llm.max_length={self.max_length} ({len(too_long)} records)")
+        if too_long:
+            kept = [(r, row) for r, row in zip(records, rows, strict=True)
+                    if len(row[0]) <= self.max_length]
+            records, rows = [r for r, _ in kept], [row for _, row in kept]
         n, width = len(rows), max(len(ids) for ids, _, _ in rows)
         ids = torch.full((n, width), self.pad, dtype=torch.int32)
         targets = torch.zeros((n, width), dtype=torch.bool)
@@ -146,8 +158,9 @@ class Template:
         return Encoded(
             ids=ids, targets=targets,
             length=torch.tensor([len(r[0]) for r in rows]),
-            slot=torch.tensor([r[2] for r in rows]),
+            slot=torch.tensor([0 if r[2] is None else r[2] for r in rows]),
             gen=torch.tensor([r["task"] in GEN_TASKS for r in records]),
+            text=torch.tensor([r["task"] in TEXT_TASKS for r in records], dtype=torch.bool),
             split=torch.tensor([splits.index(r["split"]) for r in records]),
             image=torch.tensor([int(r["image_id"]) for r in records]),
             splits=splits, record_ids=[r["id"] for r in records])
@@ -171,7 +184,7 @@ class Batcher:
                  und: Space, gen: Space):
         self.enc, self.gen_tokens = enc, gen.num_tokens
         row = torch.zeros_like(enc.image)
-        self.und_table = self._table(enc, ~enc.gen, features, und, row)
+        self.und_table = self._table(enc, ~enc.gen & ~enc.text, features, und, row)
         self.gen_table = self._table(enc, enc.gen, features, gen, row)
         self.row = row  # (N,) row of each record's image in its space's table
 
@@ -205,22 +218,29 @@ class Batcher:
     def __len__(self) -> int:
         return len(self.enc.ids)
 
+    def und_images(self, idx: torch.Tensor) -> torch.Tensor:
+        """Understanding images of records ``idx`` (U,): (U, T, D) features or (U, T) codes."""
+        return self.und_table[self.row[idx]]
+
+    def gen_images(self, idx: torch.Tensor) -> torch.Tensor:
+        """Generation targets of records ``idx`` (G,): (G, T, D) features or (G, T) codes."""
+        return self.gen_table[self.row[idx]]
+
     def batch(self, idx: torch.Tensor) -> Batch:
         """Rows ``idx`` (b,) as a batch trimmed to its longest sequence."""
         enc = self.enc
         length = enc.length[idx]
         L = int(length.max())
         gen = enc.gen[idx]
-        und_rows, gen_rows = (~gen).nonzero()[:, 0], gen.nonzero()[:, 0]
-        row = self.row[idx]
+        und_rows, gen_rows = (~gen & ~enc.text[idx]).nonzero()[:, 0], gen.nonzero()[:, 0]
         return Batch(
             ids=enc.ids[idx, :L].long(),
             attention=torch.arange(L) < length[:, None],
             targets=enc.targets[idx, :L],
             und_rows=und_rows, und_slot=enc.slot[idx][und_rows],
-            und_input=self.und_table[row[und_rows]],
+            und_input=self.und_images(idx[und_rows]),
             gen_rows=gen_rows, gen_slot=enc.slot[idx][gen_rows],
-            gen_target=self.gen_table[row[gen_rows]])
+            gen_target=self.gen_images(idx[gen_rows]))
 
     def counts(self, idx: torch.Tensor) -> tuple[int, int]:
         """(supervised text tokens, image tokens) of rows ``idx``, as ``LossParts`` counts."""

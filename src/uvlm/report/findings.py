@@ -390,8 +390,11 @@ def _llava(cfg: Config, res: Results, ref: dict) -> list[str]:
         return []
     t = tables.llava(cfg, res, ref)
     return ["## LLaVA-1.5 real-world experiment\n",
-            "No verdict: the grid has no understanding-only LLaVA run to compare against; "
-            "our runs beside the authors'.\n", tables.to_markdown(t)]
+            "No verdict: one 7B run per configuration, and lmms-eval gives intervals for few "
+            "benchmarks. The scaling rows add 0 (the understanding-only baseline) to "
+            f"{max(cfg.llava.sft_generation):,} generation samples to the same SFT data; our "
+            "runs beside the authors'.\n",
+            tables.to_markdown(t)]
 
 
 def findings(cfg: Config, res: Results, ref: dict) -> str:

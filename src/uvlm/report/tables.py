@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from uvlm.config import Config
-from uvlm.grid import experiment_runs
+from uvlm.grid import experiment_runs, llava_generation, parse_run
 from uvlm.report import spec, stats
 from uvlm.report.collect import BENCHMARKS, Results
 from uvlm.report.reference import short_source
@@ -407,8 +407,16 @@ def adapters(cfg: Config, res: Results, ref: dict) -> Table:
 
 # --------------------------------------------------------------------------- llava
 
+def llava_config(cfg: Config, name: str) -> str:
+    """What a llava run trains, in the words of the authors' rows."""
+    run = parse_run(name)
+    n = llava_generation(cfg, run)
+    return (f"{run.arch.upper()}, {f'+{n:,}' if n else 'no'} generation samples in SFT"
+            + (", detach_mm_projector" if run.detach else ""))
+
+
 def llava(cfg: Config, res: Results, ref: dict) -> Table:
-    ours = res.llava.assign(source=OURS, config="")
+    ours = res.llava.assign(source=OURS, config=[llava_config(cfg, r) for r in res.llava["run"]])
     table = ref["llava"]
     authors = pd.DataFrame([{"run": row["run"], "config": row["config"], "benchmark": b,
                              "value": v, "lo": math.nan, "hi": math.nan,
