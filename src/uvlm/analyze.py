@@ -8,13 +8,11 @@ checkpoint, and write ``R/analysis/adapters/{run}/seed{s}/probe.json``.
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import torch
 
 from uvlm import provenance
-from uvlm.config import Config, load
+from uvlm.config import Config, command_parser, parse_command
 from uvlm.grid import Run, parse_run
 from uvlm.utils import stream_seed, write_json
 
@@ -44,13 +42,10 @@ def adapter_features(cfg: Config, run: Run, seed: int) -> tuple[np.ndarray, np.n
 def main(argv: list[str]) -> None:
     from uvlm.eval.analysis import linear_probe, tsne_embedding
 
-    p = argparse.ArgumentParser(prog="python -m uvlm analyze-adapters", description=__doc__)
-    p.add_argument("--config", required=True)
+    p = command_parser("python -m uvlm analyze-adapters", __doc__)
     p.add_argument("--run", required=True)
     p.add_argument("--seed", required=True, type=int)
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
-    args = p.parse_args(argv)
-    cfg = load(args.config, args.set)
+    args, cfg = parse_command(p, argv)
     run = parse_run(args.run)
     feats, labels = adapter_features(cfg, run, args.seed)
     s = stream_seed(cfg.seed, "analysis", run.name, args.seed) % 2**31

@@ -14,6 +14,7 @@ Range and choice constraints live in field metadata (``rng(lo, hi)``) and ``Lite
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -481,6 +482,22 @@ def load(path: str | Path, overrides: list[str] = ()) -> Config:
     for o in overrides:
         _set_dotted(raw, o)
     return from_dict(raw, str(path))
+
+
+def command_parser(prog: str, description: str | None, **kw: Any) -> argparse.ArgumentParser:
+    """A command's parser with the shared ``--config`` and ``--set`` options."""
+    p = argparse.ArgumentParser(prog=prog, description=description, **kw)
+    p.add_argument("--config", required=True, help="config YAML")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides: dotted.key=value")
+    return p
+
+
+def parse_command(parser: argparse.ArgumentParser,
+                  argv: list[str]) -> tuple[argparse.Namespace, Config]:
+    """Parse ``argv`` and load its ``--config`` with the ``--set`` overrides."""
+    args = parser.parse_args(argv)
+    return args, load(args.config, args.set)
 
 
 def to_dict(cfg: Any) -> dict:

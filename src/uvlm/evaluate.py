@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from uvlm import encoders, provenance
-from uvlm.config import Config, load
+from uvlm.config import Config, command_parser, parse_command
 from uvlm.grid import Run, parse_run
 from uvlm.model.batching import MODE_TASKS, Template
 from uvlm.model.checkpoint import load_trained
@@ -165,14 +165,11 @@ def evaluate_run(cfg: Config, run: Run, seed: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="python -m uvlm evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True)
+    p = command_parser("python -m uvlm evaluate", __doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="run name, e.g. vq-vq_mixed")
     p.add_argument("--seed", required=True, type=int)
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
-    args = p.parse_args(argv)
-    cfg = load(args.config, args.set)
+    args, cfg = parse_command(p, argv)
     torch.manual_seed(stream_seed(cfg.seed, "eval", args.run, args.seed))
     np.random.seed(stream_seed(cfg.seed, "eval", args.run, args.seed) % 2**32)
     evaluate_run(cfg, parse_run(args.run), args.seed)

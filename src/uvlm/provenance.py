@@ -19,7 +19,6 @@ package versions differing from the current ones are reported as NOTE only.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import functools
 import hashlib
@@ -34,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from uvlm.config import Config, load, to_dict
+from uvlm.config import Config, command_parser, parse_command, to_dict
 from uvlm.utils import read_json, write_json
 
 SCHEMA = 1
@@ -268,14 +267,10 @@ def check(cfg: Config, stages: tuple[str, ...] = STAGES) -> tuple[list[Finding],
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="python -m uvlm provenance",
-                                description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True, help="config YAML (the current one)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    p = command_parser("python -m uvlm provenance", __doc__.split("\n")[0])
     p.add_argument("--stage", nargs="+", choices=STAGES, default=list(STAGES),
                    help="folders under results/<name>/ to check (default: all)")
-    args = p.parse_args(argv)
-    cfg = load(args.config, args.set)
+    args, cfg = parse_command(p, argv)
     problems, notes, checked = check(cfg, tuple(args.stage))
     for f in problems:
         print(f)

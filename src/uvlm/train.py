@@ -20,7 +20,6 @@ process divides its sums by the global counts, so shards add up to exactly that 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -35,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from uvlm import provenance
-from uvlm.config import Config, ConfigError, load, to_dict
+from uvlm.config import Config, ConfigError, command_parser, parse_command, to_dict
 from uvlm.grid import Run, parse_run
 from uvlm.model.batching import Batcher, Template
 from uvlm.model.checkpoint import load_weights, save_weights, write_checkpoint
@@ -279,17 +278,15 @@ def fit(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher,
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="uvlm train", description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True)
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p = command_parser("uvlm train", __doc__.split("\n")[0])
     p.add_argument("--run", required=True, help="run name, e.g. vq-vq_mixed")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--synthetic", type=int, default=0, metavar="N",
                    help="train on N synthetic images instead of the pipeline's files "
                         "(benchmarks and tests)")
     p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
-    cfg, run = load(args.config, args.set), parse_run(args.run)
+    args, cfg = parse_command(p, argv)
+    run = parse_run(args.run)
     check_arch(run)
     if args.synthetic:
         from uvlm.model import synthetic

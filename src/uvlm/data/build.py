@@ -16,7 +16,6 @@ split behind.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import multiprocessing
@@ -29,7 +28,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from uvlm import provenance
-from uvlm.config import Config, load
+from uvlm.config import Config, command_parser, parse_command
 from uvlm.data.attributes import Watch, sample_watch
 from uvlm.data.records import image_file, write_attributes
 from uvlm.data.render import PNG_OPTIONS, Renderer
@@ -137,13 +136,9 @@ def build_split(cfg: Config, split: str, progress: bool = True) -> Path:
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="uvlm data", description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True, help="config YAML")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="config overrides, e.g. data.workers=1")
+    p = command_parser("uvlm data", __doc__.split("\n")[0])
     p.add_argument("--split", required=True, choices=SPLITS)
-    args = p.parse_args(argv)
-    cfg = load(args.config, args.set)
+    args, cfg = parse_command(p, argv)
     start = time.perf_counter()
     out = build_split(cfg, args.split)
     provenance.write(cfg, "data", split=args.split)

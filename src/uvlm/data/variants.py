@@ -19,13 +19,12 @@ Writes ``R/data/variants/{name}.json`` for every name in ``uvlm.grid.data_varian
 
 from __future__ import annotations
 
-import argparse
 import functools
 from collections import Counter
 from pathlib import Path
 
 from uvlm import provenance
-from uvlm.config import BiasConfig, Config, load
+from uvlm.config import BiasConfig, Config, command_parser, parse_command
 from uvlm.data.attributes import WEATHERS, Watch
 from uvlm.data.records import load_attributes, load_records
 from uvlm.grid import data_variants
@@ -135,11 +134,8 @@ def build_variants(cfg: Config) -> tuple[dict[str, list[dict]], dict]:
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="uvlm data-variants", description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True, help="config YAML")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
-    args = p.parse_args(argv)
-    cfg = load(args.config, args.set)
+    p = command_parser("uvlm data-variants", __doc__.split("\n")[0])
+    args, cfg = parse_command(p, argv)
     out_dir = cfg.root / "data" / "variants"
     variants, summary = build_variants(cfg)
     for name, records in variants.items():

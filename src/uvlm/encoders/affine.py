@@ -17,14 +17,12 @@ and differ only in magnitude, as the authors' files (all drawn with seed 42) do.
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import torch
 from safetensors.torch import save_file
 
 from uvlm import provenance
-from uvlm.config import Config, load
+from uvlm.config import Config, command_parser, parse_command
 from uvlm.encoders import affine_path, space_info
 from uvlm.utils import atomic_path, rng
 
@@ -80,10 +78,7 @@ def write_affines(cfg: Config) -> list:
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="uvlm encoders-affine", description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True, help="config YAML")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
-    args = p.parse_args(argv)
-    cfg = load(args.config, args.set)
+    p = command_parser("uvlm encoders-affine", __doc__.split("\n")[0])
+    args, cfg = parse_command(p, argv)
     write_affines(cfg)
     provenance.write(cfg, "encoders-affine")

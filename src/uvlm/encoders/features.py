@@ -8,7 +8,6 @@ metadata records the space, split and config hash. Runs on the GPU when there is
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
@@ -16,7 +15,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from uvlm import provenance
-from uvlm.config import Config, load
+from uvlm.config import Config, command_parser, parse_command
 from uvlm.encoders import SPACES, features_path, load_vision_model, space_info
 from uvlm.encoders.images import SPLITS, check_split, read_images
 from uvlm.utils import atomic_path
@@ -43,14 +42,10 @@ def encode_split(cfg: Config, space: str, split: str, tower: torch.nn.Module,
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="uvlm encoders-features",
-                                description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True, help="config YAML")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    p = command_parser("uvlm encoders-features", __doc__.split("\n")[0])
     p.add_argument("--space", required=True, choices=list(SPACES))
     p.add_argument("--split", required=True, choices=SPLITS)
-    args = p.parse_args(argv)
-    cfg = load(args.config, args.set)
+    args, cfg = parse_command(p, argv)
     check_split(cfg, args.split)  # before loading any weights
     start = time.perf_counter()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

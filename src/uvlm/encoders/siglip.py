@@ -22,7 +22,6 @@ mini config trains 1500 steps. The text tower is dropped after training.
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from pathlib import Path
@@ -37,8 +36,8 @@ from transformers import (
 from transformers.image_utils import IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD
 
 from uvlm import provenance
-from uvlm.config import Config, load
 from uvlm.config import SiglipConfig as SiglipSection
+from uvlm.config import command_parser, parse_command
 from uvlm.data.records import load_records
 from uvlm.encoders import load_tokenizer
 from uvlm.encoders.common import atomic_dir, index_batches, lr_at
@@ -168,11 +167,8 @@ def captions_by_image(records: list[dict], n: int, source: str) -> list[str]:
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="uvlm encoders-siglip", description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True, help="config YAML")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
-    args = p.parse_args(argv)
-    cfg: Config = load(args.config, args.set)
+    p = command_parser("uvlm encoders-siglip", __doc__.split("\n")[0])
+    args, cfg = parse_command(p, argv)
     sc = cfg.encoders.siglip
     if sc.source == "pretrained":
         tower = load_siglip(sc.path, sc)

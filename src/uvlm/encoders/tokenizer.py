@@ -15,7 +15,6 @@ Training is deterministic: the same records give byte-identical files.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,7 +23,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from uvlm import provenance
-from uvlm.config import Config, load
+from uvlm.config import Config, command_parser, parse_command
 from uvlm.data.records import load_records
 from uvlm.encoders.common import atomic_dir
 
@@ -81,11 +80,8 @@ def build_tokenizer(cfg: Config) -> PreTrainedTokenizerFast:
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="uvlm encoders-tokenizer", description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True, help="config YAML")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
-    args = p.parse_args(argv)
-    cfg = load(args.config, args.set)
+    p = command_parser("uvlm encoders-tokenizer", __doc__.split("\n")[0])
+    args, cfg = parse_command(p, argv)
     start = time.perf_counter()
     tok = build_tokenizer(cfg)
     out = cfg.root / "encoders" / "tokenizer"

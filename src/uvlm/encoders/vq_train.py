@@ -23,7 +23,6 @@ originals (top row) and reconstructions (bottom row) to ``reconstruction.png``.
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from uvlm import provenance
-from uvlm.config import Config, VQConfig, load
+from uvlm.config import VQConfig, command_parser, parse_command
 from uvlm.encoders import encoder_dir, load_vq
 from uvlm.encoders.common import index_batches, lr_at
 from uvlm.encoders.images import check_split, read_images, resize
@@ -118,11 +117,8 @@ def save_grid(top: torch.Tensor, bottom: torch.Tensor, path) -> None:
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="uvlm encoders-vq", description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True, help="config YAML")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
-    args = p.parse_args(argv)
-    cfg: Config = load(args.config, args.set)
+    p = command_parser("uvlm encoders-vq", __doc__.split("\n")[0])
+    args, cfg = parse_command(p, argv)
     vc = cfg.encoders.vq
     out = encoder_dir(cfg, "vq")
     n = check_split(cfg, "train")

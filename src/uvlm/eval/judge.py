@@ -330,14 +330,11 @@ def train_and_evaluate(cfg, space: str) -> dict:
 
 def main(argv: list[str]) -> None:
     from uvlm import provenance
-    from uvlm.config import load
+    from uvlm.config import command_parser, parse_command
 
-    p = argparse.ArgumentParser(prog="python -m uvlm judge-train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True)
+    p = command_parser("python -m uvlm judge-train", __doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--space", required=True, choices=list(TRUNKS))
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
-    args = p.parse_args(argv)
-    cfg = load(args.config, args.set)
+    args, cfg = parse_command(p, argv)
     print(json.dumps(train_and_evaluate(cfg, args.space), indent=1))
     provenance.write(cfg, "judge-train", judge=args.space)

@@ -20,11 +20,10 @@ front. Same config, same bytes.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from uvlm.config import Config, ConfigError, load
+from uvlm.config import Config, ConfigError, command_parser, parse_command
 from uvlm.data.tasks import GENERATION_ANSWERS
 from uvlm.llava import data_file, data_names
 from uvlm.utils import rng, write_json
@@ -104,12 +103,9 @@ def build(cfg: Config, name: str, pools: tuple[list, list], llava_records: list[
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="uvlm llava-data", description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True)
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p = command_parser("uvlm llava-data", __doc__.split("\n")[0])
     p.add_argument("--only", help="one file: pretrain or sft-gen-N (default: every file)")
-    args = p.parse_args(argv)
-    cfg = load(args.config, args.set)
+    args, cfg = parse_command(p, argv)
     names = data_names(cfg)
     if args.only is not None and args.only not in names:
         raise SystemExit(f"uvlm llava-data: --only {args.only!r}; this config writes "

@@ -8,11 +8,10 @@ after checking that it is an lmms-eval results file holding every task of ``llav
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from pathlib import Path
 
-from uvlm.config import Config, load
+from uvlm.config import Config, command_parser, parse_command
 from uvlm.grid import Run, parse_run
 from uvlm.report.collect import llava_results_path, read_lmms_eval
 from uvlm.utils import atomic_path, read_json
@@ -41,11 +40,9 @@ def collect(cfg: Config, run: Run, raw: Path) -> Path:
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="uvlm llava-results", description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True)
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p = command_parser("uvlm llava-results", __doc__.split("\n")[0])
     p.add_argument("--run", required=True)
     p.add_argument("--raw", required=True, help="lmms-eval's --output_path")
-    args = p.parse_args(argv)
-    out = collect(load(args.config, args.set), parse_run(args.run), Path(args.raw))
+    args, cfg = parse_command(p, argv)
+    out = collect(cfg, parse_run(args.run), Path(args.raw))
     print(f"llava-results: {out}")

@@ -14,13 +14,12 @@ truncates them instead, which would cut a generation sample's image tokens.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
 from accelerate import PartialState
 
-from uvlm.config import Config, ConfigError, load
+from uvlm.config import Config, ConfigError, command_parser, parse_command
 from uvlm.grid import Run, all_runs, parse_run
 from uvlm.llava import (
     STAGES,
@@ -73,15 +72,13 @@ def train_stage(cfg: Config, stage: str, run: Run, seed: int, progress: bool = T
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="uvlm llava-train", description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True)
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p = command_parser("uvlm llava-train", __doc__.split("\n")[0])
     p.add_argument("--stage", required=True, choices=STAGES)
     p.add_argument("--run", required=True, help="run name; for pretrain a stage-1 run")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
-    cfg, run = load(args.config, args.set), parse_run(args.run)
+    args, cfg = parse_command(p, argv)
+    run = parse_run(args.run)
     runs = all_runs(cfg) if "llava" in cfg.grid.experiments else []
     known = {pretrain_run(r) for r in runs} if args.stage == "pretrain" else set(runs)
     if run not in known:

@@ -11,12 +11,11 @@ reference loop, of the cache alone (batch 1) and of cached batches, and the rati
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 
-from uvlm.config import load
+from uvlm.config import command_parser, load
 from uvlm.grid import parse_run
 from uvlm.model import synthetic
 from uvlm.model.batching import Template
@@ -32,9 +31,7 @@ def _rate(fn, n_images: int) -> tuple[float, object]:
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="uvlm bench-generate", description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True)
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p = command_parser("uvlm bench-generate", __doc__.split("\n")[0])
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--tokens", type=int, default=256, help="image tokens per image")

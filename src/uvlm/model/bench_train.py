@@ -9,7 +9,6 @@ on the machine), and the peak RSS. Writes ``R/bench/train.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import os
@@ -17,7 +16,7 @@ import resource
 import shutil
 import time
 
-from uvlm.config import load
+from uvlm.config import command_parser, load, parse_command
 from uvlm.grid import parse_run
 from uvlm.utils import write_json
 
@@ -69,15 +68,12 @@ def measure(config: str, overrides: list[str], run_name: str, images: int, threa
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="uvlm bench-train", description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True)
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p = command_parser("uvlm bench-train", __doc__.split("\n")[0])
     p.add_argument("--run", default="vq-vq_mixed", help="architecture and mode to time")
     p.add_argument("--images", type=int, default=512, help="synthetic training images")
     p.add_argument("--steps", type=int, default=24)
     p.add_argument("--threads", type=int, default=1, help="torch threads (cores) to use")
-    args = p.parse_args(argv)
-    cfg = load(args.config, args.set)
+    args, cfg = parse_command(p, argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     results = {}
     for precision in ("fp32", "bf16"):

@@ -10,16 +10,13 @@ import argparse
 import json
 import sys
 
-from uvlm.config import ConfigError, load
+from uvlm.config import ConfigError, command_parser, load
 from uvlm.report.registry import TARGETS, build, targets
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="python -m uvlm paper", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="config YAML")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="config overrides")
+    p = command_parser("python -m uvlm paper", __doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--target", choices=list(TARGETS), help="the target to build")
     what.add_argument("--list", action="store_true", help="print targets, inputs, outputs")
