@@ -12,7 +12,7 @@ import pytest
 from scipy import stats as sps
 
 from uvlm.config import load
-from uvlm.grid import Run, all_runs
+from uvlm.grid import Run, all_runs, run_seeds
 from uvlm.report import TARGETS, build, collect, experiment_targets, targets
 from uvlm.report.cli import main as paper_main
 from uvlm.report.reference import REFERENCE_PATH, load_reference
@@ -75,7 +75,7 @@ def write_fake(cfg, root: Path, metrics=metrics_json, probe_acc=None) -> None:
     """Every file the paper stage reads for ``cfg``, under ``root`` (the working dir)."""
     K = cfg.train.checkpoints
     for run in all_runs(cfg):
-        for seed in cfg.grid.seeds:
+        for seed in run_seeds(cfg, run):
             for k in range(1, K + 1):
                 p = root / collect.eval_metrics_path(cfg, run, seed, k)
                 p.parent.mkdir(parents=True, exist_ok=True)
@@ -218,6 +218,21 @@ def build_all(cfg) -> None:
     for name in targets(cfg):
         for path in build(cfg, name):
             assert path.is_file() and path.stat().st_size > 0, path
+
+
+def test_the_mini_grid_builds_every_target(tmp_path, monkeypatch):
+    """The default config's shape: 3 seeds for mutual only, one alignment architecture."""
+    monkeypatch.chdir(tmp_path)
+    cfg = load(ROOT / "config/config.yaml")
+    write_fake(cfg, tmp_path)
+    build_all(cfg)
+    und = read_csv(cfg, "mutual_understanding")
+    assert set(und[und["source"] == "ours"]["n_seeds"]) == {3}
+    # the base run has mutual's 3 seeds; imbalance compares on the seed all its runs share
+    assert set(read_csv(cfg, "imbalance")["n_seeds"]) == {1}
+    assert set(read_csv(cfg, "alignment")["n_seeds"]) == {1}
+    findings = (tmp_path / "results/mini/paper/findings.md").read_text()
+    assert "seeds mutual 0, 1, 2; other experiments 0" in findings
 
 
 def test_tables_carry_the_known_numbers(tree):

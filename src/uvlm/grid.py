@@ -196,6 +196,13 @@ def run_seeds(cfg: Config, run: Run) -> list[int]:
     return seeds
 
 
+def shared_seeds(cfg: Config, experiment: str) -> list[int]:
+    """Seeds every run of an experiment was trained with: the experiment's comparisons pair
+    runs on these (a run it shares with ``mutual`` has mutual's extra seeds too)."""
+    runs = experiment_runs(cfg, experiment)
+    return sorted(set.intersection(*(set(run_seeds(cfg, r)) for r in runs)))
+
+
 def jobs(cfg: Config) -> list[tuple[Run, int]]:
     """Every (run, seed) pair the grid trains and evaluates."""
     return [(r, s) for r, seeds in _run_seeds(cfg).items() for s in seeds]

@@ -192,7 +192,8 @@ def _imbalance(cfg: Config, res: Results, tally: Tally) -> list[str]:
     if "imbalance" not in cfg.grid.experiments:
         return out + ["_The `imbalance` experiment is not in this config's grid._\n"]
     levels = spec.imbalance_levels(cfg)
-    df = res.evals[(res.evals["ckpt"] == cfg.train.checkpoints) & res.evals["run"].isin(levels)]
+    df = tables.final(cfg, res, "imbalance")
+    df = df[df["run"].isin(levels)]
     cells = pd.DataFrame([(run, extra, n) for run, (_, extra, n) in levels.items()],
                          columns=["run", "extra", "n"])
     df = df.merge(cells, on="run")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from uvlm.config import Config
-from uvlm.grid import experiment_runs, llava_generation, parse_run
+from uvlm.grid import experiment_runs, llava_generation, parse_run, shared_seeds
 from uvlm.report import spec, stats
 from uvlm.report.collect import BENCHMARKS, Results
 from uvlm.report.reference import short_source
@@ -81,8 +81,12 @@ def write_table(t: Table, paths: list[Path]) -> None:
 
 # --------------------------------------------------------------------------- helpers
 
-def _final(cfg: Config, res: Results) -> pd.DataFrame:
-    return res.evals[res.evals["ckpt"] == cfg.train.checkpoints]
+def final(cfg: Config, res: Results, experiment: str | None = None) -> pd.DataFrame:
+    """Final-checkpoint rows; of ``experiment``'s shared seeds when it is given."""
+    df = res.evals[res.evals["ckpt"] == cfg.train.checkpoints]
+    if experiment is not None:
+        df = df[df["seed"].isin(shared_seeds(cfg, experiment))]
+    return df
 
 
 def _with_series(df: pd.DataFrame, runs) -> pd.DataFrame:
@@ -161,7 +165,7 @@ LABELS = {"arch": "arch", "series": "series", "section": "protocol", "source": "
 def _mutual(cfg: Config, res: Results, modes: tuple[str, ...], sections: tuple[str, ...],
             first: tuple[str, ...]) -> tuple[pd.DataFrame, list[str]]:
     runs = [r for r in experiment_runs(cfg, "mutual") if r.mode in modes]
-    df = _with_series(_final(cfg, res), runs)
+    df = _with_series(final(cfg, res), runs)
     df = df[df["section"].isin(sections)]
     long = _summary(df, ["arch", "series", "section", "metric"])
     return long, spec.ordered(long["metric"], first)
@@ -235,7 +239,7 @@ IMBALANCE_COLUMNS = [(spec.PRIMARY_VQA, spec.UND_TOTAL, "VQA total (full)"),
 def imbalance_summary(cfg: Config, res: Results) -> pd.DataFrame:
     """Summaries of the imbalance runs: keys arch, extra, n, section, metric (+ note)."""
     levels = spec.imbalance_levels(cfg)
-    df = _final(cfg, res)
+    df = final(cfg, res, "imbalance")
     df = df[df["run"].isin(levels)]
     cells = pd.DataFrame([(run, *v) for run, v in levels.items()],
                          columns=["run", "arch", "extra", "n"])
@@ -273,7 +277,7 @@ def alignment_gain(cfg: Config, res: Results, section: str = spec.PRIMARY_VQA
     """Per seed: VQA total of mixed and und runs (keys arch, affine, mode) and the gain
     mixed - und (keys arch, affine) at the final checkpoint."""
     runs = experiment_runs(cfg, "alignment")
-    df = _final(cfg, res)
+    df = final(cfg, res, "alignment")
     df = df[df["run"].isin({r.name for r in runs}) & (df["section"] == section)
             & (df["metric"] == spec.UND_TOTAL)]
     values = stats.per_seed(df, ["arch", "affine", "mode"])
@@ -312,7 +316,7 @@ def alignment(cfg: Config, res: Results, ref: dict) -> Table:
 def transfer_values(cfg: Config, res: Results) -> pd.DataFrame:
     """Per seed: accuracy on the biased attribute (keys arch, attribute, section, mode)."""
     cells = spec.transfer_cells(cfg)
-    df = _final(cfg, res)
+    df = final(cfg, res, "transfer")
     df = df[df["run"].isin(cells) & df["section"].isin(spec.VQA_SECTIONS)]
     meta = pd.DataFrame([(run, attr) for run, (_, attr, _) in cells.items()],
                         columns=["run", "attribute"])
