@@ -3,7 +3,8 @@
 import pytest
 from transformers import AutoTokenizer
 
-from uvlm.encoders.tokenizer import MIN_VOCAB, record_texts, save_tokenizer, train_bpe
+from uvlm.encoders.tokenizer import MIN_VOCAB, save_tokenizer, train_bpe
+from uvlm.model.batching import rendered_turns
 
 TEXTS = [
     "<image>\nWhat time is it on the watch?", "03:15:42",
@@ -41,7 +42,17 @@ def test_vocabulary_below_the_byte_alphabet_is_refused():
         train_bpe(TEXTS, 256)
 
 
-def test_record_texts_takes_every_turn_in_order():
+def test_rendered_turns_take_every_turn_in_order_with_the_role_markers():
     records = [{"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}]},
                {"conversations": [{"from": "human", "value": "c"}, {"from": "gpt", "value": "d"}]}]
-    assert record_texts(records) == ["a", "b", "c", "d"]
+    assert rendered_turns(records) == ["USER: a ASSISTANT:", " b", "USER: c ASSISTANT:", " d"]
+
+
+def test_role_markers_become_single_tokens_when_fitted_on_rendered_turns():
+    records = [{"conversations": [{"from": "human", "value": TEXTS[i]},
+                                  {"from": "gpt", "value": TEXTS[i + 1]}]}
+               for i in range(0, len(TEXTS) - 1, 2)]
+    tok = train_bpe(rendered_turns(records), 400)
+    # the byte-level pre-tokenizer splits punctuation off, so each marker is a word and ":"
+    assert len(tok(" ASSISTANT:", add_special_tokens=False).input_ids) == 2
+    assert len(tok("USER:", add_special_tokens=False).input_ids) == 2

@@ -1,8 +1,9 @@
 """`python -m uvlm encoders-tokenizer --config C`: the LLM's tokenizer, in R/encoders/tokenizer/.
 
 * ``tokenizer.source: train`` (tiny scales): a byte-level BPE fitted with the ``tokenizers``
-  library on every turn of every train record (questions, answers, captions, prompts and the
-  ``<image>`` marker text, which BPE learns like any other word), ``vocab_size`` entries
+  library on every turn of every train record as the chat template writes it (questions with
+  their ``USER:``/``ASSISTANT:`` markers, answers, captions, prompts and the ``<image>``
+  marker text, which BPE learns like any other word), ``vocab_size`` entries
   including the special tokens ``<unk> <s> </s> <pad>`` (ids 0-3). Like Llama's tokenizer it
   prepends ``<s>`` to every encoded text. Byte-level means every string round-trips; ``<unk>``
   exists for parity with Llama and never occurs.
@@ -26,6 +27,7 @@ from uvlm import provenance
 from uvlm.config import Config, command_parser, parse_command
 from uvlm.data.records import load_records
 from uvlm.encoders.common import atomic_dir
+from uvlm.model.batching import rendered_turns
 
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>")
 #: the smallest byte-level vocabulary: 256 byte symbols plus the special tokens
@@ -51,11 +53,6 @@ def train_bpe(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
                                    eos_token="</s>", pad_token="<pad>")
 
 
-def record_texts(records: list[dict]) -> list[str]:
-    """Every conversation turn of every record, in file order."""
-    return [turn["value"] for r in records for turn in r["conversations"]]
-
-
 def pretrained_tokenizer(path: str) -> PreTrainedTokenizerFast:
     try:
         tok = AutoTokenizer.from_pretrained(path)
@@ -76,7 +73,7 @@ def build_tokenizer(cfg: Config) -> PreTrainedTokenizerFast:
     if cfg.encoders.tokenizer.source == "pretrained":
         return pretrained_tokenizer(cfg.model.llm.path)
     records = load_records(cfg.root / "data" / "train.json")
-    return train_bpe(record_texts(records), cfg.encoders.tokenizer.vocab_size)
+    return train_bpe(rendered_turns(records), cfg.encoders.tokenizer.vocab_size)
 
 
 def main(argv: list[str]) -> None:

@@ -24,6 +24,8 @@ import torch
 from uvlm.model.unified import Batch, Space
 
 IMAGE = "<image>"
+#: the vicuna_v1 role markers around each human turn (the answer follows ASSISTANT)
+USER, ASSISTANT = "USER: ", " ASSISTANT:"
 UND_TASKS = ("vqa", "caption")
 GEN_TASKS = ("generation",)
 TEXT_TASKS = ("text",)  # no image (LLaVA's SFT data has some); trained as understanding data
@@ -88,8 +90,8 @@ class Template:
         out: list[tuple] = [("ids", self.bos, False)]
         for turn in range(len(conv) // 2):
             q, a = conv[2 * turn]["value"], conv[2 * turn + 1]["value"]
-            head = f"{self.system} USER: " if self.system and turn == 0 else "USER: "
-            q_parts = (head + q + " ASSISTANT:").split(IMAGE)
+            head = f"{self.system} {USER}" if self.system and turn == 0 else USER
+            q_parts = (head + q + ASSISTANT).split(IMAGE)
             want = 2 if turn == 0 and und_image else 1
             if len(q_parts) != want:
                 raise ValueError(f"record {rid}: turn {turn} question has {len(q_parts) - 1} "
@@ -170,6 +172,18 @@ class Template:
         segments = self._segments(record, upto_turn=turn)
         ids, _, slot = self._assemble(segments, self._table([segments]))
         return Prompt(ids, slot)
+
+
+def rendered_turns(records: list[dict]) -> list[str]:
+    """Every turn of ``records`` as the template writes it (role markers included, image
+    slots left out): the text a tiny tokenizer is fitted on, so " ASSISTANT:" is two tokens
+    instead of eleven."""
+    out = []
+    for r in records:
+        conv = r["conversations"]
+        for q, a in zip(conv[::2], conv[1::2], strict=True):
+            out += [USER + q["value"] + ASSISTANT, " " + a["value"]]
+    return out
 
 
 class Batcher:
