@@ -38,7 +38,7 @@ def test_committed_schema_is_generated_from_the_dataclasses():
         ("data.n_train=0", "data.n_train: 0 is out of range; allowed: [1, inf]"),
         ("data.image_size=abc", "data.image_size: expected int, got 'abc'"),
         ("train.precision=fp8",
-         "train.precision: 'fp8' is not allowed; allowed values: 'fp32', 'bf16'"),
+         "train.precision: 'fp8' is not allowed; allowed values: 'auto', 'fp32', 'bf16'"),
         ("grid.architectures=[siglip-clip]", "grid.architectures[0]: 'siglip-clip' is not allowed"),
         ("grid.experiments=[mutal]",
          "grid.experiments[0]: 'mutal' is not allowed; allowed values: 'mutual'"),

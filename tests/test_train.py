@@ -110,6 +110,7 @@ def test_train_writes_checkpoints_metrics_and_cleans_state(tmp_path, monkeypatch
         info = yaml.safe_load((out / f"ckpt{k:02d}" / "config.yaml").read_text())["checkpoint"]
         assert (info["step"], info["total_steps"], info["seed"]) == (step, 6, 1)
         assert info["fraction"] == pytest.approx(k / 3)
+        assert info["precision"] == cfg.train.precision  # what it ran in (explicit here)
     model, cfg2, run2, _ = load_trained(out / "ckpt03", ctx)
     assert (cfg2, run2) == (cfg, run)
 

@@ -90,6 +90,9 @@ class DataConfig:
 # --------------------------------------------------------------------------- encoders
 
 Source = Literal["pretrained", "train"]
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISION_DOC = ("auto = bf16 autocast where the device runs bf16 natively (CUDA with bf16, a "
+                 "CPU with AVX-512 BF16 or AMX), else fp32")
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class SiglipConfig:
     steps: int = _f(0, 0)
     batch_size: int = _f(64, 1)
     lr: float = _f(1e-3, 0.0)
+    precision: Precision = _f("auto", doc="autocast of tiny-scale training; " + PRECISION_DOC)
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,8 @@ class VQConfig:
     z_channels: int = _f(256, 4)
     num_res_blocks: int = _f(2, 1)
     norm_groups: int = _f(32, 1, doc="GroupNorm groups; must divide ch x every ch_mult")
-    precision: Literal["fp32", "bf16"] = "bf16"  # autocast of tiny-scale training; codes in fp32
+    precision: Precision = _f("auto", doc="autocast of tiny-scale training (codes are always "
+                                         "searched in fp32); " + PRECISION_DOC)
     steps: int = _f(0, 0)
     batch_size: int = _f(64, 1)
     lr: float = _f(1e-4, 0.0)
@@ -227,7 +232,7 @@ class TrainConfig:
     weight_decay: float = _f(0.0, 0.0)
     grad_clip: float = _f(1.0, 0.0)
     checkpoints: int = _f(10, 1, 100, doc="equal data fractions saved (the data-scale axis)")
-    precision: Literal["fp32", "bf16"] = "bf16"
+    precision: Precision = _f("auto", doc=PRECISION_DOC)
     grad_checkpointing: bool = True
     log_every: int = _f(10, 1)
     accelerate_config: str = _f("workflow/accelerate/gpu.yaml",
@@ -246,6 +251,8 @@ class EvalConfig:
     judge_steps: int = _f(500, 1)
     judge_batch_size: int = _f(64, 1)
     judge_lr: float = _f(1e-3, 0.0, doc="AdamW peak lr of the judges (cosine decay to 0)")
+    judge_precision: Precision = _f("auto", doc="autocast of the judges' training; "
+                                                + PRECISION_DOC)
     judge_max_train: int = _f(10000, 2, doc="train images the judges read (memory bound)")
     judge_train_recon: bool = _f(True, doc="pixel judge also trains on VQ reconstructions "
                                  "of the train renders (the generated images' domain)")

@@ -133,8 +133,12 @@ def package_versions() -> dict[str, str]:
     return {n: importlib.metadata.version(n) for n in names}
 
 
-def write(cfg: Config, command: str, **fields: str | int) -> Path | None:
+def write(cfg: Config, command: str, *, precision: str | None = None,
+          **fields: str | int) -> Path | None:
     """Record the provenance of what ``command`` just wrote (``UNITS[command]``).
+
+    ``precision``: what a training job actually ran in (``auto`` resolves per machine, and
+    results differ in the last bits between fp32 and bf16).
 
     Call it last, after the artifact is complete. Under accelerate/torchrun only rank 0
     writes (returns None elsewhere).
@@ -158,6 +162,7 @@ def write(cfg: Config, command: str, **fields: str | int) -> Path | None:
         "config_hash": config_hash(config), "config": config, "seed": cfg.seed,
         "git": git_state(), "packages": package_versions(),
         "python": platform.python_version(),
+        **({"precision": precision} if precision else {}),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     })
     return path

@@ -37,9 +37,15 @@ from uvlm import provenance
 from uvlm.config import Config, ConfigError, command_parser, parse_command, to_dict
 from uvlm.grid import Run, parse_run
 from uvlm.model.batching import Batcher, Template
-from uvlm.model.checkpoint import load_weights, save_weights, write_checkpoint
+from uvlm.model.checkpoint import (
+    load_weights,
+    read_checkpoint_config,
+    save_weights,
+    write_checkpoint,
+)
 from uvlm.model.context import load_train_inputs, mode_records
 from uvlm.model.unified import ModelContext, UnifiedVLM, build_model, check_arch
+from uvlm.precision import resolve
 from uvlm.utils import atomic_path, atomic_write, read_json, stream_seed, write_json
 
 
@@ -208,11 +214,13 @@ def fit(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher,
         model.lm.gradient_checkpointing_enable(
             gradient_checkpointing_kwargs={"use_reentrant": False})
     model, optimizer = accelerator.prepare(model, optimizer)
-    bf16 = tc.precision == "bf16"
+    used, why = resolve(tc.precision, accelerator.device)
+    bf16 = used == "bf16"
+    accelerator.print(f"train {run.name} seed {seed}: precision {used} ({why})")
     accelerator.print(
         f"train {run.name} seed {seed}: {n} records, {total} steps x {tc.batch_size} "
         f"(= {world} processes x {accum} micro-batches x {micro}), {tc.epochs * run.epoch_scale:g}"
-        f" epochs, lr {tc.lr:g} / adapters {tc.adapter_lr:g}, {tc.precision}, "
+        f" epochs, lr {tc.lr:g} / adapters {tc.adapter_lr:g}, "
         f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable params"
         + (f", resuming at step {start}" if start else ""))
 
@@ -263,7 +271,7 @@ def fit(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher,
                 ckpt = out / f"ckpt{ckpt_at[done]:02d}"
                 info = {"seed": seed, "checkpoint": ckpt_at[done], "step": done,
                         "total_steps": total, "fraction": done / total,
-                        "samples": done * tc.batch_size, "records": n}
+                        "samples": done * tc.batch_size, "records": n, "precision": used}
                 unwrapped = accelerator.unwrap_model(model)
                 write_checkpoint(ckpt, unwrapped, cfg, run, info)
                 keep_checkpoint(ckpt, state)
@@ -294,6 +302,7 @@ def main(argv: list[str]) -> None:
         ctx, records, features = synthetic.inputs(cfg, run, args.synthetic, cfg.seed)
     else:
         ctx, records, features = load_train_inputs(cfg, run)
-    train(cfg, run, args.seed, ctx, records, features, progress=not args.no_progress)
+    out = train(cfg, run, args.seed, ctx, records, features, progress=not args.no_progress)
     if not args.synthetic:
-        provenance.write(cfg, "train", run=run.name, seed=args.seed)
+        _, _, info = read_checkpoint_config(out / f"ckpt{cfg.train.checkpoints:02d}")
+        provenance.write(cfg, "train", run=run.name, seed=args.seed, precision=info["precision"])

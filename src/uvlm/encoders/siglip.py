@@ -43,6 +43,7 @@ from uvlm.encoders import load_tokenizer
 from uvlm.encoders.common import atomic_dir, index_batches, lr_at
 from uvlm.encoders.images import check_split, read_images, resize
 from uvlm.encoders.towers import HFVisionTower, load_hf_vision
+from uvlm.precision import announce
 from uvlm.utils import stream_seed, write_json
 
 #: SigLIP's initial logit temperature and bias (Zhai et al. 2023, sec. 3.2): with B-1
@@ -115,6 +116,7 @@ def train_siglip(sc: SiglipSection, images: torch.Tensor, captions: list[str],
         model.logit_scale.fill_(INIT_LOGIT_SCALE)
         model.logit_bias.fill_(INIT_LOGIT_BIAS)
     opt = torch.optim.AdamW(model.parameters(), lr=sc.lr, weight_decay=1e-4)
+    bf16 = announce("encoders-siglip", sc.precision, torch.device(device)) == "bf16"
     model.train()
     start, cpu_start, losses = time.perf_counter(), time.process_time(), []
     batches = index_batches(len(images), sc.batch_size, sc.steps,
@@ -122,9 +124,10 @@ def train_siglip(sc: SiglipSection, images: torch.Tensor, captions: list[str],
     for step, idx in enumerate(batches):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, sc.steps, sc.lr)
-        loss = model(input_ids=tokens[idx].to(device), attention_mask=mask[idx].to(device),
-                     pixel_values=pixel_values(images[idx].to(device), sc.image_size),
-                     return_loss=True).loss
+        with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16):
+            loss = model(input_ids=tokens[idx].to(device), attention_mask=mask[idx].to(device),
+                         pixel_values=pixel_values(images[idx].to(device), sc.image_size),
+                         return_loss=True).loss
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"encoders-siglip: loss is {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
@@ -137,7 +140,8 @@ def train_siglip(sc: SiglipSection, images: torch.Tensor, captions: list[str],
                   flush=True)
     model.cpu().eval()
     tail = losses[-max(1, len(losses) // 10):]
-    metrics = {"steps": sc.steps, "final_loss": sum(tail) / len(tail),
+    metrics = {"steps": sc.steps, "precision": "bf16" if bf16 else "fp32",
+               "final_loss": sum(tail) / len(tail),
                "seconds": time.perf_counter() - start,
                "cpu_seconds": time.process_time() - cpu_start}
     return model, metrics
@@ -197,7 +201,7 @@ def main(argv: list[str]) -> None:
         direct = model.vision_model(pixel_values=tower.preprocess(x), output_hidden_states=True)
         if not torch.equal(tower(x), direct.hidden_states[sc.feature_layer]):
             raise RuntimeError(f"{out}: reloaded SigLIP gives different features")
-    provenance.write(cfg, "encoders-siglip")
+    provenance.write(cfg, "encoders-siglip", precision=metrics["precision"])
     print(f"encoders-siglip: {sc.steps} steps in {metrics['seconds']:.1f} s, final loss "
           f"{metrics['final_loss']:.4f}, train image->caption top-1 (256) "
           f"{metrics['train_retrieval_top1_256']:.3f} -> {out}")

@@ -37,6 +37,7 @@ from uvlm.encoders import encoder_dir, load_vq
 from uvlm.encoders.common import index_batches, lr_at
 from uvlm.encoders.images import check_split, read_images, resize
 from uvlm.encoders.vq import VQArgs, VQModel, load_llamagen_checkpoint, save_vq
+from uvlm.precision import announce
 from uvlm.utils import atomic_path, stream_seed, write_json
 
 EVAL_IMAGES = 256
@@ -63,6 +64,7 @@ def train_vq(vc: VQConfig, images: torch.Tensor, seed: int,
     torch.manual_seed(stream_seed(seed, "encoders", "vq", "init"))
     model = VQModel(vq_args(vc)).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=vc.lr, betas=(0.9, 0.95))
+    bf16 = announce("encoders-vq", vc.precision, torch.device(device)) == "bf16"
     start, cpu_start = time.perf_counter(), time.process_time()
     batches = index_batches(len(images), vc.batch_size, vc.steps,
                             stream_seed(seed, "encoders", "vq", "batches"))
@@ -73,7 +75,7 @@ def train_vq(vc: VQConfig, images: torch.Tensor, seed: int,
             group["lr"] = lr_at(step, vc.steps, vc.lr)
         x = to_model_range(images[idx].to(device), vc.image_size)
         with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16,
-                            enabled=vc.precision == "bf16"):
+                            enabled=bf16):
             recon, q = model(x)
         recon = recon.float()
         rec = F.mse_loss(recon, x) + F.l1_loss(recon, x)
@@ -89,7 +91,8 @@ def train_vq(vc: VQConfig, images: torch.Tensor, seed: int,
             print(f"vq step {step:5d}/{vc.steps}  rec {rec.item():.4f}  "
                   f"codebook {q.codebook_loss.item():.4f}  commit {q.commit_loss.item():.4f}  "
                   f"usage {model.quantize.usage():.2f}  revived {revived}", flush=True)
-    metrics = {"steps": vc.steps, "train_seconds": time.perf_counter() - start,
+    metrics = {"steps": vc.steps, "precision": "bf16" if bf16 else "fp32",
+               "train_seconds": time.perf_counter() - start,
                "train_cpu_seconds": time.process_time() - cpu_start,
                "codebook_usage_last_window": model.quantize.usage(), "codes_revived": revived}
     return model.eval(), metrics
@@ -141,6 +144,6 @@ def main(argv: list[str]) -> None:
                 "source": vc.source}
     write_json(out / "metrics.json", metrics)
     save_grid(originals[:8].cpu(), recons[:8].cpu(), out / "reconstruction.png")
-    provenance.write(cfg, "encoders-vq")
+    provenance.write(cfg, "encoders-vq", precision=metrics.get("precision"))
     print(f"encoders-vq ({vc.source}): {codes_per_image} codes per image, reconstruction MSE "
           f"{metrics['recon_mse']:.5f} on {len(probe)} train images (pixels in [0, 1]) -> {out}")

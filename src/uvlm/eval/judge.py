@@ -38,6 +38,7 @@ from torch import nn
 
 from uvlm.data.tasks import POSITIONS, WEATHERS
 from uvlm.eval.bootstrap import Ratios
+from uvlm.precision import announce
 
 #: head name -> number of outputs (battery is one regression output)
 HEADS = {"hour": 12, "minute": 60, "weather": 3, "battery": 1, "weather_pos": 4,
@@ -171,7 +172,8 @@ def judge_loss(out: dict[str, torch.Tensor], y: dict[str, torch.Tensor]) -> torc
 
 
 def train_judge(judge: Judge, inputs: torch.Tensor, labels: dict[str, np.ndarray], *,
-                steps: int, batch_size: int, lr: float, seed: int) -> list[float]:
+                steps: int, batch_size: int, lr: float, seed: int,
+                precision: str = "fp32") -> list[float]:
     """AdamW with a cosine decay to 0; batches drawn with a seeded generator.
 
     inputs: (N, 3, H, W) uint8/float images or (N, T, D) features; labels from ``labels_of``.
@@ -189,7 +191,10 @@ def train_judge(judge: Judge, inputs: torch.Tensor, labels: dict[str, np.ndarray
         x = judge.trunk.prepare(inputs[idx])
         if judge.space == "pixels":
             x = x + TRAIN_NOISE * torch.randn(x.shape, generator=gen)
-        loss = judge_loss(judge(x), {k: v[idx] for k, v in y_all.items()})
+        with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
+            out = judge(x)
+        loss = judge_loss({k: v.float() for k, v in out.items()},
+                          {k: v[idx] for k, v in y_all.items()})
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -311,9 +316,11 @@ def train_and_evaluate(cfg, space: str) -> dict:
              else {"num_tokens": inputs.shape[1], "feature_dim": inputs.shape[2]})
     torch.manual_seed(stream_seed(cfg.seed, "judge", space, "init"))  # nn init draws globally
     judge = Judge(space, **trunk)
+    precision = announce(f"judge-train {space}", cfg.eval.judge_precision, torch.device("cpu"))
     losses = train_judge(judge, inputs, labels, steps=cfg.eval.judge_steps,
                          batch_size=cfg.eval.judge_batch_size, lr=cfg.eval.judge_lr,
-                         seed=stream_seed(cfg.seed, "judge", space, "batches"))
+                         seed=stream_seed(cfg.seed, "judge", space, "batches"),
+                         precision=precision)
 
     n_test = cfg.data.n_test
     gt_test = _ground_truth(cfg, "test", n_test)
@@ -323,6 +330,7 @@ def train_and_evaluate(cfg, space: str) -> dict:
     out_dir = judge_dir(cfg, space)
     save_judge(judge, out_dir, {"train_sets": list(train_sets), "n_train_images": n_train,
                                 "steps": cfg.eval.judge_steps, "final_loss": losses[-1],
+                                "precision": precision,
                                 "config_hash": cfg.hash()})
     write_json(out_dir / "accuracy.json", {"space": space, "split": "test", **accuracy})
     return accuracy
@@ -337,4 +345,5 @@ def main(argv: list[str]) -> None:
     p.add_argument("--space", required=True, choices=list(TRUNKS))
     args, cfg = parse_command(p, argv)
     print(json.dumps(train_and_evaluate(cfg, args.space), indent=1))
-    provenance.write(cfg, "judge-train", judge=args.space)
+    used = json.loads((judge_dir(cfg, args.space) / "config.json").read_text())["precision"]
+    provenance.write(cfg, "judge-train", judge=args.space, precision=used)

@@ -23,6 +23,7 @@ from uvlm.llava.images import encode, image_first, load_parts
 from uvlm.model.batching import Template
 from uvlm.model.checkpoint import load_trained, read_checkpoint_config
 from uvlm.model.generate import generate_text
+from uvlm.precision import resolve
 
 try:
     from lmms_eval.api.model import lmms as LMMs
@@ -91,7 +92,8 @@ class UVLM(LMMs):
         until = gen_kwargs.get("until") or []
         until = [until] if isinstance(until, str) else until
         # on a GPU, the precision the model was trained in
-        bf16 = self.cfg.train.precision == "bf16" and self._device.type == "cuda"
+        bf16 = (self._device.type == "cuda"
+                and resolve(self.cfg.train.precision, self._device)[0] == "bf16")
         with torch.autocast(self._device.type, torch.bfloat16, enabled=bf16):
             (ids,) = generate_text(self.model, self.template, [prompt],
                                    int(gen_kwargs.get("max_new_tokens",

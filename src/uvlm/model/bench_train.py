@@ -2,9 +2,10 @@
 
 Runs the real ``uvlm.train.train`` loop on synthetic data at the config's model and batch
 sizes, once per precision (fp32, bf16), each in a fresh process so that its peak resident
-memory is its own. Reports tokens/s (text + image positions) and optimizer steps/s after the
-first logging interval (warm-up), CPU seconds per step (set-up included; robust to other load
-on the machine), and the peak RSS. Writes ``R/bench/train.json``.
+memory is its own, and says what ``precision: auto`` picks here and why (bf16 is only
+faster on devices that run it natively). Reports tokens/s (text + image positions) and
+optimizer steps/s after the first logging interval (warm-up), CPU seconds per step (set-up
+included; robust to other load on the machine), and the peak RSS. Writes ``R/bench/train.json``.
 """
 
 from __future__ import annotations
@@ -84,6 +85,15 @@ def main(argv: list[str]) -> None:
               f"({r['cpu_s_per_step']:.3f} CPU s/step with set-up), peak RSS "
               f"{r['peak_rss_mib']:,.0f} MiB ({r['steps']} steps, batch {cfg.train.batch_size},"
               f" {args.threads} thread(s))", flush=True)
-    print(f"bf16 / fp32 = {results['bf16']['tokens_per_s'] / results['fp32']['tokens_per_s']:.2f}x")
+    import torch
+
+    from uvlm.precision import cpu_bf16, cpu_model, resolve
+
+    auto, why = resolve("auto", torch.device("cpu"))
+    ratio = results["bf16"]["tokens_per_s"] / results["fp32"]["tokens_per_s"]
+    print(f"bf16 / fp32 = {ratio:.2f}x; CPU: {cpu_model()} ({cpu_bf16()[1]}); "
+          f"auto picks {auto} ({why})")
     write_json(cfg.root / "bench" / "train.json",
-               {"config": args.config, "run": args.run, "threads": args.threads, **results})
+               {"config": args.config, "run": args.run, "threads": args.threads,
+                "cpu": cpu_model(), "auto": auto, "auto_reason": why, **results})
+

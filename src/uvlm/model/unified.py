@@ -27,6 +27,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedModel, Qwe
 
 from uvlm.config import Arch, Config, ConfigError
 from uvlm.grid import Run
+from uvlm.precision import resolve
 
 HeadKind = Literal["continuous", "vq"]
 
@@ -232,8 +233,9 @@ def build_lm(cfg: Config, vocab_size: int) -> PreTrainedModel:
             tie_word_embeddings=False)
         return AutoModelForCausalLM.from_config(conf, attn_implementation=llm.attention)
     # LoRA leaves the base frozen, so it can live in bf16; full training keeps fp32 masters.
-    dtype = torch.bfloat16 if cfg.train.precision == "bf16" and cfg.model.lora.enabled \
-        else torch.float32
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # accelerate's pick
+    bf16 = resolve(cfg.train.precision, device)[0] == "bf16"
+    dtype = torch.bfloat16 if bf16 and cfg.model.lora.enabled else torch.float32
     try:
         lm = AutoModelForCausalLM.from_pretrained(llm.path, dtype=dtype,
                                                   attn_implementation=llm.attention)
