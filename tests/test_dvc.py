@@ -127,7 +127,7 @@ PRODUCERS = [
     pytest.param(
         Producer("smoke", install_smoke, ("--configfile=config/smoke.yaml",), "smoke",
                  frozenset(f"paper_{name}" for name in targets(load(ROOT / "config/smoke.yaml"))),
-                 frozenset({"eval_run", "judge"}), "config/smoke.yaml"),
+                 frozenset({"eval_run", "eval_final", "judge"}), "config/smoke.yaml"),
         marks=pytest.mark.slow, id="smoke"),
 ]
 

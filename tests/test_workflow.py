@@ -69,3 +69,21 @@ def test_bad_config_is_refused_before_any_job(tmp_path):
 def test_lint_passes(cfg):
     p = snakemake("--lint", "--configfile", f"config/{cfg}.yaml", check=False)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_only_the_checkpoints_a_target_reads_are_evaluated():
+    """Runs read only at their final checkpoint (imbalance, alignment, transfer) get only
+    that one evaluated; the data-scale curves' runs get every checkpoint."""
+    from uvlm.config import load
+    from uvlm.grid import all_runs, experiment_runs
+    from uvlm.report import read_checkpoints
+
+    cfg = load(ROOT / "config/smoke.yaml")
+    reads, every = read_checkpoints(cfg), set(range(1, cfg.train.checkpoints + 1))
+    assert set(reads) == {r.name for r in all_runs(cfg)}  # nothing trained goes unread
+    curves = {r.name for r in experiment_runs(cfg, "mutual")}
+    assert {n for n, ks in reads.items() if ks == every} == curves
+    assert all(ks == {cfg.train.checkpoints} for n, ks in reads.items() if n not in curves)
+    jobs = planned_jobs(snakemake("-n", "eval", "--configfile", "config/smoke.yaml").stdout)
+    assert jobs["eval_run"] == len(curves) * len(cfg.grid.seeds)
+    assert jobs["eval_final"] == len(reads) - len(curves)

@@ -37,9 +37,12 @@ from uvlm.utils import atomic_path, stream_seed
 JUDGE_OF_SPACE = {"vq": "pixels", "siglip": "siglip"}
 
 
-def checkpoints(cfg: Config, run: Run, seed: int) -> list[Path]:
+def checkpoints(cfg: Config, run: Run, seed: int, which: str = "all") -> list[Path]:
+    """The checkpoint directories to evaluate: ``all``, or only the ``final`` one (for runs
+    that no table or figure reads earlier: ``uvlm.report.read_checkpoints``)."""
     base = cfg.root / "runs" / run.name / f"seed{seed}"
-    paths = [base / f"ckpt{k:02d}" for k in range(1, cfg.train.checkpoints + 1)]
+    first = cfg.train.checkpoints if which == "final" else 1
+    paths = [base / f"ckpt{k:02d}" for k in range(first, cfg.train.checkpoints + 1)]
     missing = [p / "model.safetensors" for p in paths if not (p / "model.safetensors").is_file()]
     if missing:
         raise FileNotFoundError(f"{missing[0]}: checkpoint not found ({len(missing)} of "
@@ -98,7 +101,7 @@ def save_output(out_dir: Path, record_id: str, output: torch.Tensor) -> str:
     return rel
 
 
-def evaluate_run(cfg: Config, run: Run, seed: int) -> None:
+def evaluate_run(cfg: Config, run: Run, seed: int, which: str = "all") -> None:
     from uvlm.data.records import load_attributes, load_records
     from uvlm.encoders.images import read_images
     from uvlm.eval.answers import answer_rows, gt_attributes, write_answers
@@ -106,7 +109,7 @@ def evaluate_run(cfg: Config, run: Run, seed: int) -> None:
     from uvlm.eval.judge import load_judge
     from uvlm.eval.score import score_answers, write_metrics
 
-    ckpts = checkpoints(cfg, run, seed)  # fail before loading anything else
+    ckpts = checkpoints(cfg, run, seed, which)  # fail before loading anything else
     data = cfg.root / "data"
     tasks = MODE_TASKS[run.mode]
     records = [r for r in load_records(data / "test.json") if r["task"] in tasks]
@@ -169,8 +172,10 @@ def main(argv: list[str]) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="run name, e.g. vq-vq_mixed")
     p.add_argument("--seed", required=True, type=int)
+    p.add_argument("--checkpoints", choices=["all", "final"], default="all",
+                   help="evaluate every checkpoint, or only the final one")
     args, cfg = parse_command(p, argv)
     torch.manual_seed(stream_seed(cfg.seed, "eval", args.run, args.seed))
     np.random.seed(stream_seed(cfg.seed, "eval", args.run, args.seed) % 2**32)
-    evaluate_run(cfg, parse_run(args.run), args.seed)
+    evaluate_run(cfg, parse_run(args.run), args.seed, args.checkpoints)
     provenance.write(cfg, "evaluate", run=args.run, seed=args.seed)

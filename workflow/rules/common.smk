@@ -2,6 +2,7 @@
 # from the importable package, so the DAG and `python -m uvlm` always agree.
 import json
 import os
+import re
 
 import yaml
 from snakemake.utils import validate
@@ -9,7 +10,7 @@ from snakemake.utils import validate
 from uvlm import config as uvlm_config
 from uvlm import grid
 from uvlm.encoders import space_info
-from uvlm.report import experiment_targets
+from uvlm.report import experiment_targets, read_checkpoints
 from uvlm.report import targets as report_targets
 
 
@@ -86,8 +87,21 @@ def ckpt(run, seed, k):
     return f"{R}/runs/{run}/seed{seed}/{k}/model.safetensors"
 
 
+# Only what a table or figure reads is evaluated: runs read at every checkpoint (the
+# data-scale curves) go through eval_run, runs read only at the final one through eval_final.
+READ_CKPTS = read_checkpoints(CFG)
+FINAL_ONLY = sorted(n for n, ks in READ_CKPTS.items() if ks == {CFG.train.checkpoints})
+ALL_CKPTS = sorted(set(READ_CKPTS) - set(FINAL_ONLY))
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly these run names (none: matches nothing)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
 def eval_metrics(run, seed):
-    return [f"{R}/eval/{run}/seed{seed}/{k}/metrics.json" for k in CKPTS]
+    ks = CKPTS[-1:] if run in FINAL_ONLY else CKPTS if run in READ_CKPTS else []
+    return [f"{R}/eval/{run}/seed{seed}/{k}/metrics.json" for k in ks]
 
 
 def all_ckpts():
@@ -180,7 +194,8 @@ def judge_inputs(wildcards):
 def eval_inputs(wildcards):
     run = grid.parse_run(wildcards.run)
     inputs = {
-        "ckpts": [ckpt(wildcards.run, wildcards.seed, k) for k in CKPTS],
+        "ckpts": [ckpt(wildcards.run, wildcards.seed, k)
+                  for k in (CKPTS[-1:] if wildcards.run in FINAL_ONLY else CKPTS)],
         "test": f"{R}/data/test.json",
         "attributes": f"{R}/data/attributes/test.csv",
         "tokenizer": rules.tokenizer.output[0],

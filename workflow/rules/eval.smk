@@ -1,6 +1,6 @@
-# Stages `eval` and `analysis`: every checkpoint is answered and scored (VQA under both
-# protocols, captions, generation judged from pixels or features, FID); the adapter
-# analysis of finding 3. Evaluation reads checkpoints and never retrains.
+# Stages `eval` and `analysis`: every checkpoint a table or figure reads is answered and
+# scored (VQA under both protocols, captions, generation judged from pixels or features,
+# FID); the adapter analysis of finding 3. Evaluation reads checkpoints and never retrains.
 
 rule judge:
     input:
@@ -25,27 +25,37 @@ rule judge:
         " --space {wildcards.judge} > {log} 2>&1"
 
 
-rule eval_run:
-    input:
-        unpack(eval_inputs),
-    output:
-        metrics=[f"{R}/eval/{{run}}/seed{{seed}}/{k}/metrics.json" for k in CKPTS],
-        answers=[f"{R}/eval/{{run}}/seed{{seed}}/{k}/answers.jsonl" for k in CKPTS],
-    params:
-        cfg=CONFIG_FILE,
-        depends=sections("data", "encoders", "model", "train", "eval"),
-    log:
-        f"{R}/logs/eval/{{run}}/seed{{seed}}.log",
-    benchmark:
-        f"{R}/benchmarks/eval/{{run}}/seed{{seed}}.tsv"
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../envs/uvlm.yaml"
-    shell:
-        "OMP_NUM_THREADS={threads} python -m uvlm evaluate --config {params.cfg}"
-        " --run {wildcards.run} --seed {wildcards.seed} > {log} 2>&1"
+# Two rules of one shape: eval_run answers every checkpoint of the runs whose data-scale
+# curves are read, eval_final only the final checkpoint of the runs read nowhere else.
+for _name, _names, _ks in (("eval_run", ALL_CKPTS, CKPTS), ("eval_final", FINAL_ONLY, CKPTS[-1:])):
+
+    rule:
+        name:
+            _name
+        input:
+            unpack(eval_inputs),
+        output:
+            metrics=[f"{R}/eval/{{run}}/seed{{seed}}/{k}/metrics.json" for k in _ks],
+            answers=[f"{R}/eval/{{run}}/seed{{seed}}/{k}/answers.jsonl" for k in _ks],
+        params:
+            cfg=CONFIG_FILE,
+            depends=sections("data", "encoders", "model", "train", "eval"),
+            which="all" if _ks == CKPTS else "final",
+        log:
+            f"{R}/logs/eval/{{run}}/seed{{seed}}.log",
+        benchmark:
+            f"{R}/benchmarks/eval/{{run}}/seed{{seed}}.tsv"
+        wildcard_constraints:
+            run=one_of(_names),
+        threads: 1
+        resources:
+            gpu=1,
+        conda:
+            "../envs/uvlm.yaml"
+        shell:
+            "OMP_NUM_THREADS={threads} python -m uvlm evaluate --config {params.cfg}"
+            " --run {wildcards.run} --seed {wildcards.seed}"
+            " --checkpoints {params.which} > {log} 2>&1"
 
 
 rule eval:

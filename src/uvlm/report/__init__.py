@@ -4,6 +4,6 @@
 outputs); ``python -m uvlm paper --config C --target NAME`` builds one target.
 """
 
-from uvlm.report.registry import TARGETS, build, experiment_targets, targets
+from uvlm.report.registry import TARGETS, build, experiment_targets, read_checkpoints, targets
 
-__all__ = ["TARGETS", "build", "experiment_targets", "targets"]
+__all__ = ["TARGETS", "build", "experiment_targets", "read_checkpoints", "targets"]

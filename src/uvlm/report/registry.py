@@ -207,6 +207,17 @@ def targets(cfg: Config) -> dict[str, TargetFiles]:
             for name, t in TARGETS.items() if _configured(cfg, t)}
 
 
+def read_checkpoints(cfg: Config) -> dict[str, set[int]]:
+    """Run name -> the checkpoints some configured target reads (the ones worth evaluating;
+    a run no target reads through its evaluation is absent)."""
+    out: dict[str, set[int]] = {}
+    for t in TARGETS.values():
+        if _configured(cfg, t):
+            for run, k in t.reads(cfg).evals:
+                out.setdefault(run.name, set()).add(k)
+    return out
+
+
 def experiment_targets(cfg: Config, experiment: str) -> list[str]:
     """Names of the configured targets that show one experiment (``findings`` and the
     reference table belong to none)."""
