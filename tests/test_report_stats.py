@@ -84,3 +84,78 @@ def test_mean_over_and_slope():
     assert s["hi"] - s["value"] == pytest.approx(Z95 * math.sqrt(50) * se)
     with pytest.raises(ValueError, match="two distinct values"):
         stats.slope(df[df["affine"] == 0.0].drop(columns="k"), "affine", ["arch"])
+
+
+# --------------------------------------------------------------------------- paired on items
+
+def _paired_frame(rows):
+    """rows: (arch, seed, value, replicates) -> a per-seed frame with ``reps``."""
+    return pd.DataFrame([{"arch": a, "seed": s, "value": v, "lo": math.nan, "hi": math.nan,
+                          "reps": np.asarray(r, float)} for a, s, v, r in rows])
+
+
+def test_item_weights_pair_runs_by_item_id():
+    from uvlm.report.collect import item_weights
+
+    w = item_weights(0, 500, ("r1", "r2", "r3"))
+    assert w.shape == (500, 3) and w.mean() == pytest.approx(1.0, abs=0.1)  # Poisson(1)
+    # an item is weighted the same whichever other items a run has
+    assert np.array_equal(item_weights(0, 500, ("r3", "r9"))[:, 0], w[:, 2])
+    assert not np.array_equal(item_weights(1, 500, ("r3",))[:, 0], w[:, 2])  # config seed
+
+
+def test_replicates_are_ratios_of_weighted_sums():
+    from uvlm.eval.bootstrap import Ratios
+    from uvlm.report.collect import replicates
+
+    # two clusters: scores (1, 0) over (1, 2) turns; weights (1, 1), (2, 0), (0, 1), (0, 0)
+    r = Ratios(("total",), np.array([[1.0], [0.0]]), np.array([[1.0], [2.0]]), ("a", "b"))
+    w = np.array([[1, 1], [2, 0], [0, 1], [0, 0]], float)
+    assert np.allclose(replicates(r, w)["total"], [1 / 3, 1.0, 0.0, np.nan], equal_nan=True)
+    back = Ratios.from_json(r.to_json(), "x")
+    assert (back.names, back.clusters) == (r.names, r.clusters)
+    assert np.array_equal(back.num, r.num) and np.array_equal(back.den, r.den)
+
+
+def test_a_difference_shared_by_every_item_has_no_item_noise():
+    """b scores 0.1 more than a on every item: whatever the resample, the paired difference
+    is 0.1, so its interval is [0.1, 0.1] however noisy each run is."""
+    rng = np.random.default_rng(0)
+    item = rng.normal(0.5, 0.2, size=(1000,))  # replicates of a run's value, item noise
+    a = _paired_frame([("x", 0, 0.5, item)])
+    b = _paired_frame([("x", 0, 0.6, item + 0.1)])
+    d = stats.difference(b, a, ["arch"])
+    s = stats.summarize(d, ["arch"]).iloc[0]
+    assert (s["mean"], s["lo"], s["hi"]) == pytest.approx((0.1, 0.1, 0.1))
+    assert s["interval"] == stats.PAIRED and s["mde"] == pytest.approx(0.0, abs=1e-12)
+    # a run's own value keeps the unpaired path (its evaluation's interval)
+    assert stats.summarize(stats.per_seed(a, ["arch"]), ["arch"]).iloc[0]["interval"] \
+        == stats.NO_INTERVAL
+
+
+def test_seed_variation_enters_the_paired_interval():
+    """Two seeds whose differences are exactly 0.0 and 0.2 on every replicate: resampling
+    the seeds gives means 0.0, 0.1 or 0.2 (probabilities 1/4, 1/2, 1/4)."""
+    zeros = np.zeros(4000)
+    d = pd.DataFrame([{"arch": "x", "seed": s, "value": v, "lo": 0, "hi": 0,
+                       stats.PAIRED_REPS: zeros + v} for s, v in ((0, 0.0), (1, 0.2))])
+    s = stats.summarize(d, ["arch"]).iloc[0]
+    assert s["interval"] == stats.PAIRED_SEEDS and s["mean"] == pytest.approx(0.1)
+    assert (s["lo"], s["hi"]) == pytest.approx((0.0, 0.2))
+    # se of that three-point distribution: sqrt(0.5 * 0.1**2) = 0.0707
+    assert s["mde"] == pytest.approx((Z95 + stats.Z80) * math.sqrt(0.005), rel=0.05)
+
+
+def test_mean_over_and_slope_carry_paired_replicates():
+    rows = [{"arch": "x", "seed": 0, "affine": x, "value": y, "lo": 0, "hi": 0,
+             "reps": np.array([y, y + 1.0])} for x, y in ((0.0, 0.3), (0.1, 0.2), (0.2, 0.1))]
+    df = pd.DataFrame(rows)
+    m = stats.mean_over(df.drop(columns="affine"), ["arch"]).iloc[0]
+    assert np.allclose(m[stats.PAIRED_REPS], [0.2, 1.2])
+    s = stats.slope(df, "affine", ["arch"]).iloc[0]
+    assert np.allclose(s[stats.PAIRED_REPS], [-1.0, -1.0])  # the +1 of replicate 2 cancels
+
+
+def test_mde_formula():
+    assert stats.mde(0.01) == pytest.approx(0.01 * (1.959964 + 0.841621), rel=1e-6)
+    assert stats.mde(0.01, 2) == pytest.approx(0.01 * (sps.t.ppf(0.975, 2) + sps.t.ppf(0.8, 2)))

@@ -8,7 +8,9 @@ Per checkpoint ``ckptKK`` of ``R/runs/{run}/seed{s}/`` this writes, under
 * ``images/*.png`` (VQ heads, decoded to pixels) or ``features/*.safetensors`` (continuous
   heads: the predicted output-space features; the paper has no pixel decoder for them);
 * ``metrics.json``: VQA (official and full protocols), captions, generation (judge
-  accuracy, FID, feature cosine and retrieval), each with bootstrap 95% intervals.
+  accuracy, FID, feature cosine and retrieval), each with bootstrap 95% intervals;
+* ``items.json``: each section's per-item terms, so that the report compares two runs item
+  by item on the same test items (``uvlm.report.stats``).
 
 Understanding-only runs answer only the understanding records and generation-only runs
 only the generation records; what a run was not trained for is absent, never zero.
@@ -107,7 +109,7 @@ def evaluate_run(cfg: Config, run: Run, seed: int, which: str = "all") -> None:
     from uvlm.eval.answers import answer_rows, gt_attributes, write_answers
     from uvlm.eval.fid import make_extractor
     from uvlm.eval.judge import load_judge
-    from uvlm.eval.score import score_answers, write_metrics
+    from uvlm.eval.score import ITEMS, score_answers, write_items, write_metrics
 
     ckpts = checkpoints(cfg, run, seed, which)  # fail before loading anything else
     data = cfg.root / "data"
@@ -156,14 +158,16 @@ def evaluate_run(cfg: Config, run: Run, seed: int, which: str = "all") -> None:
             else:
                 n = sum(c["from"] == "human" for c in r["conversations"])
                 rows += answer_rows(r, [und[(r["id"], t)] for t in range(n)], gt[r["image_id"]])
+        items: dict = {}
         metrics = score_answers(rows, n_resamples=cfg.eval.bootstrap,
                                 seed=stream_seed(cfg.seed, "eval", run.name, seed, ckpt.name),
-                                gen_outputs=gen_outputs, **score_kw)
+                                gen_outputs=gen_outputs, items=items, **score_kw)
         if drew is not None:
             # answers that never emitted the "<image>" marker still get a (blank-code) image
             # scored as generated; this says how often that happened
             metrics["generation"]["drew_rate"] = float(drew.float().mean())
         write_answers(out_dir / "answers.jsonl", rows)
+        write_items(out_dir / ITEMS, items)
         write_metrics(out_dir / "metrics.json", metrics)
 
 

@@ -37,6 +37,7 @@ for _name, _names, _ks in (("eval_run", ALL_CKPTS, CKPTS), ("eval_final", FINAL_
         output:
             metrics=[f"{R}/eval/{{run}}/seed{{seed}}/{k}/metrics.json" for k in _ks],
             answers=[f"{R}/eval/{{run}}/seed{{seed}}/{k}/answers.jsonl" for k in _ks],
+            items=[f"{R}/eval/{{run}}/seed{{seed}}/{k}/items.json" for k in _ks],
         params:
             cfg=CONFIG_FILE,
             depends=sections("data", "encoders", "model", "train", "eval"),

@@ -106,6 +106,7 @@ class Ratios:
     names: tuple[str, ...]
     num: np.ndarray  # (C, K)
     den: np.ndarray  # (C, K)
+    clusters: tuple[str, ...] = ()  # the C cluster ids, where known (pairs runs' items)
 
     @classmethod
     def from_terms(cls, terms: Iterable[tuple[str, str, float, float]],
@@ -120,7 +121,22 @@ class Ratios:
             row[0, index[name]] += num
             row[1, index[name]] += den
         stacked = np.stack(list(rows.values())) if rows else np.zeros((0, 2, len(names)))
-        return cls(tuple(names), stacked[:, 0, :], stacked[:, 1, :])
+        return cls(tuple(names), stacked[:, 0, :], stacked[:, 1, :], tuple(rows))
+
+    def to_json(self) -> dict:
+        """Per-cluster terms, for comparisons paired on items (``evaluate``'s items.json)."""
+        return {"metrics": list(self.names), "clusters": list(self.clusters),
+                "num": self.num.tolist(), "den": self.den.tolist()}
+
+    @classmethod
+    def from_json(cls, d: dict, where: str) -> Ratios:
+        num, den = np.asarray(d["num"], float), np.asarray(d["den"], float)
+        shape = (len(d["clusters"]), len(d["metrics"]))
+        if num.reshape(shape).shape != den.reshape(shape).shape:
+            raise ValueError(f"{where}: terms do not match {shape[0]} clusters x "
+                             f"{shape[1]} metrics")
+        return cls(tuple(d["metrics"]), num.reshape(shape), den.reshape(shape),
+                   tuple(d["clusters"]))
 
     def values(self) -> dict[str, float | None]:
         """Each metric's value; None where it has no counts."""

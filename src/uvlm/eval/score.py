@@ -36,6 +36,7 @@ from uvlm.utils import stream_seed
 
 
 def _table(ratios: Ratios, n_resamples: int, seed: int) -> dict:
+    """A section of metrics.json: values, counts and bootstrap intervals."""
     values, counts = ratios.values(), ratios.counts()
     out: dict = {}
     for name in ratios.names:
@@ -49,7 +50,7 @@ def score_generation(rows: Sequence[dict], *, judge: Judge, outputs: torch.Tenso
                      n_resamples: int, seed: int, gt_features: torch.Tensor | None = None,
                      fid_reference: torch.Tensor | None = None,
                      fid_extractor: tuple[str, Callable] | None = None,
-                     batch_size: int = 64) -> dict:
+                     batch_size: int = 64, items: dict | None = None) -> dict:
     """Generation metrics of the generation rows, ``outputs[i]`` being row i's output.
 
     outputs: (M, 3, H, W) images (pixel judge) or (M, T, D) features (feature judge).
@@ -64,6 +65,8 @@ def score_generation(rows: Sequence[dict], *, judge: Judge, outputs: torch.Tenso
                             [r["prompt_attributes"] for r in rows], clusters)
     out = {"judge_space": judge.space,
            **_table(ratios, n_resamples, stream_seed(seed, "bootstrap", "generation"))}
+    if items is not None:
+        items["generation"] = ratios
     if judge.space == "pixels" and fid_extractor is not None:
         if fid_reference is None:
             raise ValueError("generation: an FID extractor needs the reference images")
@@ -86,18 +89,23 @@ def score_generation(rows: Sequence[dict], *, judge: Judge, outputs: torch.Tenso
 
 def score_answers(rows: Sequence[dict], *, n_resamples: int, seed: int,
                   judge: Judge | None = None, gen_outputs: torch.Tensor | None = None,
-                  **generation_kwargs) -> dict:
+                  items: dict | None = None, **generation_kwargs) -> dict:
     """metrics.json of one checkpoint (see the module docstring).
+
+    ``items``, if given, receives each section's per-cluster terms (section -> Ratios), so
+    that two runs scored on the same test items can be compared item by item.
 
     gen_outputs are aligned with the rows whose task is "generation", in row order; a file
     with generation rows needs both them and the judge (nothing is scored as missing).
     ``generation_kwargs`` go to ``score_generation`` (gt_features, fid_reference, ...).
     """
     out = {}
+    items = {} if items is None else items
     for protocol, select in PROTOCOLS.items():
-        out[f"vqa_{protocol}"] = _table(vqa_ratios(select(rows)), n_resamples,
+        items[f"vqa_{protocol}"] = ratios = vqa_ratios(select(rows))
+        out[f"vqa_{protocol}"] = _table(ratios, n_resamples,
                                         stream_seed(seed, "bootstrap", "vqa", protocol))
-    captions = caption_ratios(rows)
+    items["caption"] = captions = caption_ratios(rows)
     out["caption"] = {**_table(captions, n_resamples, stream_seed(seed, "bootstrap", "caption")),
                       "count_captions": int(captions.num.shape[0])}
     gen_rows = [r for r in rows if r["task"] == "generation"]
@@ -108,7 +116,7 @@ def score_answers(rows: Sequence[dict], *, n_resamples: int, seed: int,
                          f"{'judge' if judge is None else 'generated outputs'} to score them")
     else:
         out["generation"] = score_generation(gen_rows, judge=judge, outputs=gen_outputs,
-                                             n_resamples=n_resamples, seed=seed,
+                                             n_resamples=n_resamples, seed=seed, items=items,
                                              **generation_kwargs)
     return out
 
@@ -147,3 +155,17 @@ def write_metrics(path: str | Path, metrics: dict) -> None:
     from uvlm.utils import write_json
 
     write_json(path, metrics)
+
+
+ITEMS = "items.json"  # beside metrics.json: each section's per-cluster terms
+
+
+def write_items(path: str | Path, items: dict[str, Ratios]) -> None:
+    import json
+
+    from uvlm.utils import atomic_write
+
+    with atomic_write(path) as fh:  # compact: a few hundred clusters x metrics per section
+        json.dump({section: r.to_json() for section, r in sorted(items.items())}, fh,
+                  separators=(",", ":"), sort_keys=True)
+        fh.write("\n")

@@ -7,10 +7,13 @@ never read a file its rule did not declare.
 Evaluation results become one tidy frame, a row per (run, seed, checkpoint, section, metric):
 
     run arch mode variant affine detach equal_compute seed ckpt frac
-    section metric value lo hi n_items note
+    section metric value lo hi n_items note reps
 
 ``lo``/``hi`` are the bootstrap 95% interval over test items written by the evaluation (NaN
-when it wrote none); ``n_items`` comes from the evaluation's ``count_<metric>`` entries;
+when it wrote none); ``reps`` (sections in ``PAIRED_SECTIONS``, where the evaluation wrote
+``items.json``) the value's bootstrap replicates under item weights that every run shares
+(:func:`item_weights`), so that comparisons pair runs item by item (``uvlm.report.stats``);
+``n_items`` comes from the evaluation's ``count_<metric>`` entries;
 ``note`` carries the string annotations of a metric (e.g. which network FID used). A metric
 the evaluation did not write (a generation-only run has no VQA; a category with no items is
 ``null``) has no row: absence is never turned into a zero.
@@ -18,6 +21,7 @@ the evaluation did not write (a generation-only run has no VQA; a category with 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -27,7 +31,9 @@ import numpy as np
 import pandas as pd
 
 from uvlm.config import Config
+from uvlm.eval.bootstrap import Ratios
 from uvlm.grid import Run, run_seeds
+from uvlm.utils import stream_seed
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
@@ -40,6 +46,10 @@ def checkpoints(cfg: Config) -> list[int]:
 
 def eval_metrics_path(cfg: Config, run: Run, seed: int, ckpt: int) -> Path:
     return cfg.root / "eval" / run.name / f"seed{seed}" / f"ckpt{ckpt:02d}" / "metrics.json"
+
+
+def eval_items_path(cfg: Config, run: Run, seed: int, ckpt: int) -> Path:
+    return eval_metrics_path(cfg, run, seed, ckpt).with_name("items.json")
 
 
 def probe_path(cfg: Config, run: Run, seed: int) -> Path:
@@ -84,7 +94,7 @@ ANNOTATIONS = {"fid_extractor": "fid", "judge_space": "total"}
 COUNT_PREFIX = "count_"
 RUN_COLUMNS = ["run", "arch", "mode", "variant", "affine", "detach", "equal_compute"]
 COLUMNS = [*RUN_COLUMNS, "seed", "ckpt", "frac", "section", "metric", "value", "lo", "hi",
-           "n_items", "note"]
+           "n_items", "note", "reps"]
 
 
 def _read_json(path: Path):
@@ -329,8 +339,8 @@ class Reads:
     files: tuple[Path, ...] = field(default=())  # reference numbers, figure styles
 
     def paths(self, cfg: Config) -> list[Path]:
-        return ([eval_metrics_path(cfg, r, s, k) for r, k in self.evals
-                 for s in run_seeds(cfg, r)]
+        return ([p for r, k in self.evals for s in run_seeds(cfg, r)
+                 for p in (eval_metrics_path(cfg, r, s, k), eval_items_path(cfg, r, s, k))]
                 + [probe_path(cfg, r, s) for r in self.probe_runs for s in run_seeds(cfg, r)]
                 + [train_log_path(cfg, r, s) for r in self.log_runs for s in run_seeds(cfg, r)]
                 + [llava_results_path(cfg, r) for r in self.llava_runs]
@@ -352,13 +362,53 @@ class Results:
     llava: pd.DataFrame  # run, benchmark, value, lo, hi
 
 
+PAIRED_SECTIONS = ("vqa_official", "vqa_full", "generation")  # the sections verdicts read
+
+
+@functools.lru_cache(maxsize=32)
+def item_weights(seed: int, n: int, clusters: tuple[str, ...]) -> np.ndarray:
+    """(n, C) Poisson(1) bootstrap weights of test items (the Poisson bootstrap).
+
+    Each item's weights come from a generator seeded by the item's id, so replicate b of
+    every run weights an item the same, whichever other items a run was scored on: runs are
+    paired item by item without a shared list of items.
+    """
+    return np.stack([np.random.default_rng(stream_seed(seed, "items", c)).poisson(1.0, n)
+                     for c in clusters], axis=1).astype(float)
+
+
+def replicates(ratios: Ratios, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Each metric's bootstrap replicates (n,) under ``weights`` (n, C); NaN where a
+    replicate weights none of the metric's items."""
+    sums, counts = weights @ ratios.num, weights @ ratios.den  # (n, K)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        reps = np.where(counts > 0, sums / np.where(counts > 0, counts, 1.0), np.nan)
+    return {name: reps[:, k] for k, name in enumerate(ratios.names)}
+
+
+def read_items(path: Path, seed: int, n: int) -> dict[tuple[str, str], np.ndarray]:
+    """(section, metric) -> replicates, from one ``items.json``; empty where the evaluation
+    wrote none (results made before it did: their comparisons take the unpaired path)."""
+    if not path.is_file() or n < 2:
+        return {}
+    out = {}
+    for section, d in _read_json(path).items():
+        if section in PAIRED_SECTIONS:
+            r = Ratios.from_json(d, f"{path}: {section}")
+            weights = item_weights(seed, n, r.clusters)
+            out |= {(section, m): v for m, v in replicates(r, weights).items()}
+    return out
+
+
 def collect(cfg: Config, evals) -> pd.DataFrame:
     """The tidy frame of the ``metrics.json`` of every (run, checkpoint) pair and seed."""
     rows = []
     for run, k in evals:
         for seed in run_seeds(cfg, run):
             base = run_fields(run) | {"seed": seed, "ckpt": k, "frac": k / cfg.train.checkpoints}
-            rows += [base | r for r in read_metrics(eval_metrics_path(cfg, run, seed, k))]
+            reps = read_items(eval_items_path(cfg, run, seed, k), cfg.seed, cfg.eval.bootstrap)
+            rows += [base | r | {"reps": reps.get((r["section"], r["metric"]))}
+                     for r in read_metrics(eval_metrics_path(cfg, run, seed, k))]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

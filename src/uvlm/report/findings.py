@@ -41,10 +41,13 @@ def _md(rows: list[dict]) -> str:
 
 
 def _judge(per_seed: pd.DataFrame, keys: list[str], expect: str, metric: str) -> pd.DataFrame:
-    """Summary over seeds of a per-seed effect, with its verdict and formatted text."""
+    """Summary over seeds of a per-seed effect, with its verdict, formatted text and minimum
+    detectable effect. An effect without an interval gets no verdict, only "inconclusive"
+    (``stats.verdict``), and its MDE reads "–"."""
     s = stats.summarize(per_seed, keys)
     s["verdict"] = [stats.NO_DATA if math.isnan(m) else stats.verdict(lo, hi, expect)
                     for m, lo, hi in zip(s["mean"], s["lo"], s["hi"], strict=True)]
+    s["mde_text"] = [spec.fmt(metric, v) for v in s["mde"]]
     s["text"] = [spec.fmt_diff(metric, m, lo, hi)
                  for m, lo, hi in zip(s["mean"], s["lo"], s["hi"], strict=True)]
     return s
@@ -124,7 +127,8 @@ def _comparison_rows(cfg, judged: dict, authors: dict | None = None) -> list[dic
         if "trend" in r:
             row |= {"slope over fraction": r["trend"]["text"],
                     "verdict (grows)": r["trend"]["verdict"]}
-        row |= {"seeds": int(r["final"]["n_seeds"]), "interval": r["final"]["interval"]}
+        row |= {"MDE (final)": r["final"]["mde_text"], "seeds": int(r["final"]["n_seeds"]),
+                "interval": r["final"]["interval"]}
         if authors is not None:
             row["authors"] = authors.get(arch, "none published")
         rows.append(row)
@@ -138,8 +142,12 @@ def _f1(cfg: Config, res: Results, ref: dict, tally: Tally) -> list[str]:
     if "mutual" not in cfg.grid.experiments:
         return out + ["_The `mutual` experiment is not in this config's grid._\n"]
     curve = ref["vqvq_mixed_curve"]
-    authors_und = {curve["arch"]: f"mixed {curve['scores'][spec.UND_TOTAL][-1]:.3f} at 100% "
-                                  f"({spec.SECTION_LABELS[curve['protocol']]} protocol, "
+    total, fracs = curve["scores"][spec.UND_TOTAL], curve["fractions"]
+    # the one published effect of this kind: how much the mixed run gains with data
+    authors_und = {curve["arch"]: f"mixed {total[0]:.4f} at {fracs[0]:.0%} of the data to "
+                                  f"{total[-1]:.4f} at {fracs[-1]:.0%} "
+                                  f"({total[-1] - total[0]:+.4f}; "
+                                  f"{spec.SECTION_LABELS[curve['protocol']]} protocol, "
                                   f"{short_source(curve)}); und-only not published"}
     tests = [
         ("understanding: mixed - und-only, VQA total "
@@ -211,6 +219,7 @@ def _imbalance(cfg: Config, res: Results, tally: Tally) -> list[str]:
             for _, r in j.iterrows():
                 rows.append({"arch": r["arch"], "extra data": f"+{n} {extra}-only images",
                              "metric": what, "change vs base": r["text"],
+                             "MDE": r["mde_text"],
                              "direction": {stats.REPRODUCED: "higher",
                                            stats.NOT_REPRODUCED: "lower"}.get(
                                                r["verdict"], "not resolved")})
@@ -248,7 +257,7 @@ def _f2(cfg: Config, res: Results, tally: Tally) -> list[str]:
                 zip(p["affine"], p["mean"], p["lo"], p["hi"], strict=True)),
             "slope of gain": s["text"], "verdict (slope < 0)": s["verdict"],
             "gain at max - gain at min": e["text"], "verdict (< 0)": e["verdict"],
-            "seeds": int(s["n_seeds"])})
+            "MDE (max - min)": e["mde_text"], "seeds": int(s["n_seeds"])})
         tally.add("F2", f"{arch}: gain from mixing falls with distortion",
                   [s["verdict"], e["verdict"]])
     out.append(f"### Gain from mixing (mixed - und-only, VQA total, {PRIMARY} protocol, final "
@@ -276,7 +285,7 @@ def _f2_architectures(cfg: Config, res: Results, tally: Tally) -> list[str]:
                ["test"], "positive", "total").iloc[0]
     tally.add("F2", "shared-space gain > cross-space gain", [d["verdict"]])
     return out + [_md([{"gain(shared) - gain(cross)": d["text"], "verdict": d["verdict"],
-                        "seeds": int(d["n_seeds"]),
+                        "MDE": d["mde_text"], "seeds": int(d["n_seeds"]),
                         "shared": ", ".join(a for a, k in kind.items() if k == "shared"),
                         "cross": ", ".join(a for a, k in kind.items() if k == "cross")}])]
 
@@ -302,7 +311,7 @@ def _f3(cfg: Config, res: Results, ref: dict, tally: Tally) -> list[str]:
                 rows.append({"arch": r["arch"], "biased attribute": r["attribute"],
                              "protocol": spec.SECTION_LABELS[section],
                              "mixed - und-only": r["text"], "verdict": r["verdict"],
-                             "seeds": int(r["n_seeds"]),
+                             "MDE": r["mde_text"], "seeds": int(r["n_seeds"]),
                              "authors": f"{authors_diff:+.3f} (und "
                                         f"{biased['runs']['und']['scores'][r['attribute']]:.3f}"
                                         f", {short_source(biased['runs']['und'])}; mixed from "
@@ -374,10 +383,15 @@ def _header(cfg: Config) -> list[str]:
         "- Verdict: for a claimed sign of an effect, **reproduced** when the whole 95% "
         "interval has that sign, **not reproduced** when it has the opposite sign, "
         "**inconclusive** when it contains 0.",
-        f"- {tables.INTERVAL_NOTE} Differences of runs are paired by seed; with one seed "
-        "their interval treats the two runs' item-level errors as independent, and an "
-        "average over checkpoints uses the mean standard error: both make intervals wider "
-        "than the truth.",
+        f"- {tables.INTERVAL_NOTE} Differences of runs (and their averages and slopes) are "
+        "paired on the test items: every run is scored on the same items, and the "
+        "bootstrap weights each item the same in both runs, so what both get right or wrong "
+        "together cancels; with several seeds, the bootstrap also resamples the seeds "
+        "(\"paired bootstrap over test items and seeds\"). FID is not a mean over items: "
+        "its differences keep a t-interval over seeds (or none, with one seed).",
+        "- MDE: the minimum detectable effect of a test, the true effect it finds with 80% "
+        "power at the 5% level, (1.96 + 0.84) standard errors; an inconclusive verdict with "
+        "an MDE larger than the authors' effect says this scale cannot resolve it.",
         f"- VQA verdicts use the {PRIMARY} protocol (every turn of every test item, the same "
         "items for every run); the official protocol scores different items for mixed and "
         "und-only runs and is shown beside it.",
