@@ -175,7 +175,7 @@ def test_sections_are_those_of_the_rules_rerun_triggers():
     """The rule of each command reruns on exactly the sections its provenance records."""
     seen = {}
     for smk in sorted((ROOT / "workflow/rules").glob("*.smk")):
-        for block in re.split(r"^rule ", smk.read_text(), flags=re.M)[1:]:
+        for block in re.split(r"^\s*rule\b", smk.read_text(), flags=re.M)[1:]:
             command = re.search(r"-m uvlm ([\w-]+)", block)
             depends = re.search(r"depends=sections\(([^)]*)\)", block)
             if command and depends:

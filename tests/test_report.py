@@ -90,8 +90,24 @@ def items_json(metrics: dict, run: Run, seed: int, n: int = 20) -> dict:
     return out
 
 
+SPACE_PROBE = {"siglip": 0.8, "vq": 0.6, "pixels": 0.9}  # time; every other attribute 1.0
+
+
+def space_probe_json() -> dict:
+    out = {}
+    for space, t in SPACE_PROBE.items():
+        s = {"time": t, "weather": 1.0, "position": 1.0, "battery": 1.0}
+        s["total"] = (t + 4.0) / 5
+        out[space] = {**s, **{f"count_{m}": 10 for m in s}, "readout": "test",
+                      "ci": {m: [v - 0.01, v + 0.01] for m, v in s.items()}}
+    return out
+
+
 def write_fake(cfg, root: Path, metrics=metrics_json, probe_acc=None) -> None:
     """Every file the paper stage reads for ``cfg``, under ``root`` (the working dir)."""
+    p = root / collect.space_probe_path(cfg)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(space_probe_json()))
     K = cfg.train.checkpoints
     for run in all_runs(cfg):
         for seed in run_seeds(cfg, run):
@@ -424,3 +440,15 @@ def test_cli_lists_targets_and_refuses_unconfigured_ones(tree, capsys):
 def test_every_target_has_a_report_caption():
     for name in TARGETS:
         assert (ROOT / "workflow/report" / f"{name}.rst").is_file(), name
+
+
+def test_spaces_table_names_what_a_space_loses(tree):
+    cfg = tree
+    build(cfg, "table_spaces")
+    t = read_csv(cfg, "spaces")
+    time = t[t["metric"] == "time"].set_index("space")["share_of_pixels"]
+    assert time["vq"] == pytest.approx(0.6 / 0.9) and time["siglip"] == pytest.approx(0.8 / 0.9)
+    md = (cfg.root / "paper/tables/spaces.md").read_text()
+    assert "time (67%)" in md and "time (89%)" in md and "(ceiling)" in md
+    build(cfg, "findings")
+    assert "**vq** total 0.920 (time 0.600" in (cfg.root / "paper/findings.md").read_text()

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "paper": ("uvlm.report.cli", "build one paper table, figure or findings.md (--target)"),
     "evaluate": ("uvlm.evaluate", "answer and score every checkpoint of one run"),
     "analyze-adapters": ("uvlm.analyze", "adapter t-SNE and linear probe of one run"),
+    "probe-spaces": ("uvlm.eval.probe", "what each frozen vision space keeps (linear readouts)"),
     "timing": ("uvlm.timing", "time per stage from Snakemake's benchmark files (Markdown)"),
     "provenance": ("uvlm.provenance", "check artifacts' provenance against the config"),
     "llava-data": ("uvlm.llava.data", "llava: ShareGPT4V text-to-image samples in LLaVA's JSONs"),

@@ -72,6 +72,8 @@ UNITS: dict[str, Unit] = {
                         "eval/judge/{judge}/provenance.json"),
     "evaluate": Unit((*TRAIN, "eval"), "eval/{run}/seed{seed}/{ckpt}/metrics.json",
                      "eval/{run}/seed{seed}/provenance.json"),
+    "probe-spaces": Unit(("data", "encoders", "eval"), "analysis/spaces/probe.json",
+                         "analysis/spaces/provenance.json"),
     "analyze-adapters": Unit((*TRAIN, "eval"), "analysis/adapters/{run}/seed{seed}/probe.json",
                              "analysis/adapters/{run}/seed{seed}/provenance.json"),
 }

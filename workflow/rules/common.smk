@@ -212,6 +212,11 @@ def eval_inputs(wildcards):
     return inputs
 
 
+def space_probe():
+    """What each frozen vision space keeps (not at the llava scale: no features stage)."""
+    return [] if LLAVA else [f"{R}/analysis/spaces/probe.json"]
+
+
 def adapter_probes():
     if "adapters" not in CFG.grid.experiments:
         return []

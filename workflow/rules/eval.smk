@@ -37,7 +37,7 @@ for _name, _names, _ks in (("eval_run", ALL_CKPTS, CKPTS), ("eval_final", FINAL_
         output:
             metrics=[f"{R}/eval/{{run}}/seed{{seed}}/{k}/metrics.json" for k in _ks],
             answers=[f"{R}/eval/{{run}}/seed{{seed}}/{k}/answers.jsonl" for k in _ks],
-            items=[f"{R}/eval/{{run}}/seed{{seed}}/{k}/items.json" for k in _ks],
+            item_terms=[f"{R}/eval/{{run}}/seed{{seed}}/{k}/items.json" for k in _ks],
         params:
             cfg=CONFIG_FILE,
             depends=sections("data", "encoders", "model", "train", "eval"),
@@ -84,6 +84,29 @@ rule analyze_adapters:
         " --run {wildcards.run} --seed {wildcards.seed} > {log} 2>&1"
 
 
+rule probe_spaces:
+    input:
+        attributes=[f"{R}/data/attributes/{s}.csv" for s in ("train", "test")],
+        images=[f"{R}/data/images/{s}" for s in ("train", "test")],
+        features=[features(sp, s) for sp in spaces() for s in ("train", "test")],
+    output:
+        f"{R}/analysis/spaces/probe.json",
+    params:
+        cfg=CONFIG_FILE,
+        depends=sections("data", "encoders", "eval"),
+    log:
+        f"{R}/logs/analysis/probe_spaces.log",
+    benchmark:
+        f"{R}/benchmarks/analysis/probe_spaces.tsv"
+    threads: 1
+    conda:
+        "../envs/uvlm.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} python -m uvlm probe-spaces --config {params.cfg}"
+        " > {log} 2>&1"
+
+
 rule analysis:
     input:
+        space_probe(),
         adapter_probes(),

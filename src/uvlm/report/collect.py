@@ -56,6 +56,11 @@ def probe_path(cfg: Config, run: Run, seed: int) -> Path:
     return cfg.root / "analysis" / "adapters" / run.name / f"seed{seed}" / "probe.json"
 
 
+def space_probe_path(cfg: Config) -> Path:
+    """``python -m uvlm probe-spaces``: what each frozen vision space keeps."""
+    return cfg.root / "analysis" / "spaces" / "probe.json"
+
+
 def train_log_path(cfg: Config, run: Run, seed: int) -> Path:
     return cfg.root / "runs" / run.name / f"seed{seed}" / "metrics.jsonl"
 
@@ -336,6 +341,7 @@ class Reads:
     probe_runs: tuple[Run, ...] = ()
     log_runs: tuple[Run, ...] = ()
     llava_runs: tuple[Run, ...] = ()
+    space_probe: bool = False  # what each frozen vision space keeps (probe-spaces)
     files: tuple[Path, ...] = field(default=())  # reference numbers, figure styles
 
     def paths(self, cfg: Config) -> list[Path]:
@@ -344,6 +350,7 @@ class Reads:
                 + [probe_path(cfg, r, s) for r in self.probe_runs for s in run_seeds(cfg, r)]
                 + [train_log_path(cfg, r, s) for r in self.log_runs for s in run_seeds(cfg, r)]
                 + [llava_results_path(cfg, r) for r in self.llava_runs]
+                + ([space_probe_path(cfg)] if self.space_probe else [])
                 + list(self.files))
 
 
@@ -360,6 +367,7 @@ class Results:
     probes: dict  # (run name, seed) -> Probe
     steps: pd.DataFrame  # run, seed, steps
     llava: pd.DataFrame  # run, benchmark, value, lo, hi
+    spaces: dict = field(default_factory=dict)  # space -> probe-spaces scores (or {})
 
 
 PAIRED_SECTIONS = ("vqa_official", "vqa_full", "generation")  # the sections verdicts read
@@ -418,4 +426,5 @@ def load(cfg: Config, reads: Reads) -> Results:
     frames = [f for f in (evals, probe_rows) if not f.empty]
     tidy = pd.concat(frames, ignore_index=True) if frames else evals
     return Results(tidy, probes, collect_steps(cfg, list(reads.log_runs)),
-                   collect_llava(cfg, list(reads.llava_runs)))
+                   collect_llava(cfg, list(reads.llava_runs)),
+                   _read_json(space_probe_path(cfg)) if reads.space_probe else {})

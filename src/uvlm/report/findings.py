@@ -160,6 +160,7 @@ def _f1(cfg: Config, res: Results, ref: dict, tally: Tally) -> list[str]:
         ("generation: mixed - gen-only, FID (lower is better; VQ heads)", spec.GEN_SECTION,
          spec.FID, "gen", "negative", {}),
     ]
+    out.append(_ceilings(res))
     for title, section, metric, single, expect, authors in tests:
         judged = _comparison(_mutual_values(cfg, res, section, metric), "mixed", single,
                              expect, metric)
@@ -193,6 +194,20 @@ def _f1(cfg: Config, res: Results, ref: dict, tally: Tally) -> list[str]:
         out.append("_grid.equal_compute is off in this config._\n")
     out += _imbalance(cfg, res, tally)
     return out
+
+
+def _ceilings(res: Results) -> str:
+    """What each frozen space keeps (``probe-spaces``): the ceiling of understanding scores."""
+    if not res.spaces:
+        return "_No probe of the vision spaces at this scale._\n"
+    parts = []
+    for space, s in res.spaces.items():
+        attrs = ", ".join(f"{m} {s[m]:.3f}" for m in ("time", "weather", "position", "battery"))
+        parts.append(f"**{space}** total {s['total']:.3f} ({attrs})")
+    return ("What the frozen spaces keep (`paper/tables/spaces`; linear readouts fitted on "
+            "the train split, the same VQA formulas on the test split; raw pixels are the "
+            "ceiling): " + "; ".join(parts) + ". An understanding score can only approach "
+            "its space's probe.\n")
 
 
 def _imbalance(cfg: Config, res: Results, tally: Tally) -> list[str]:

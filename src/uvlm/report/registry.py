@@ -9,6 +9,7 @@ figure, its style files, so restyling one figure reruns only that figure's rule.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ class Target:
     reads: Callable[[Config], Reads]
     outputs: Callable[[Config], list[Path]]
     build: Callable[[Config, Results, dict | None], None]  # (cfg, results, reference)
+    without: tuple[str, ...] = ()  # not built when any of these is in grid.experiments
 
 
 def _rel(path: Path) -> Path:
@@ -102,13 +104,17 @@ def _llava_reads(cfg: Config) -> Reads:
     return Reads(llava_runs=tuple(experiment_runs(cfg, "llava")), files=(_rel(REFERENCE_PATH),))
 
 
+def _spaces_reads(cfg: Config) -> Reads:
+    return Reads(space_probe=True)
+
+
 def _reference_reads(cfg: Config) -> Reads:
     return Reads(files=(_rel(REFERENCE_PATH),))
 
 
-def _table_target(experiments, reads, stem) -> Target:
+def _table_target(experiments, reads, stem, without=()) -> Target:
     outputs, build = _table(stem)
-    return Target(experiments, reads, outputs, build)
+    return Target(experiments, reads, outputs, build, without)
 
 
 # --------------------------------------------------------------------------- figures
@@ -118,8 +124,8 @@ def _figure_target(name: str, experiment: str, reads_of: Callable[[Config], Read
     def reads(cfg: Config) -> Reads:
         base = reads_of(cfg)
         files = [_rel(p) for p in style_files(name)]
-        return Reads(base.evals, base.probe_runs, base.log_runs, base.llava_runs,
-                     tuple([*files, *((_rel(REFERENCE_PATH),) if ref else ())]))
+        return dataclasses.replace(
+            base, files=tuple([*files, *((_rel(REFERENCE_PATH),) if ref else ())]))
 
     def outputs(cfg: Config) -> list[Path]:
         return figure_paths(cfg, name)
@@ -150,7 +156,7 @@ def _findings_reads(cfg: Config) -> Reads:
                  probe_runs=tuple(experiment_runs(cfg, "adapters")) if "adapters" in exps
                  else (),
                  llava_runs=tuple(experiment_runs(cfg, "llava")) if "llava" in exps else (),
-                 files=(_rel(REFERENCE_PATH),))
+                 space_probe="llava" not in exps, files=(_rel(REFERENCE_PATH),))
 
 
 def _findings_outputs(cfg: Config) -> list[Path]:
@@ -185,6 +191,8 @@ TARGETS: dict[str, Target] = {
     "table_adapters": _table_target(("adapters",), _adapter_reads, "adapters"),
     "table_llava": _table_target(("llava",), _llava_reads, "llava"),
     "table_reference": _table_target((), _reference_reads, "reference"),
+    # the llava scale encodes images on the fly: no features to probe
+    "table_spaces": _table_target((), _spaces_reads, "spaces", without=("llava",)),
     "fig_mutual": _figure_target("fig_mutual", "mutual", _mutual_curves, ref=True),
     "fig_imbalance": _figure_target("fig_imbalance", "imbalance",
                                     _final_reads("imbalance", ref=False)),
@@ -198,7 +206,8 @@ TARGETS: dict[str, Target] = {
 
 
 def _configured(cfg: Config, target: Target) -> bool:
-    return set(target.experiments) <= set(cfg.grid.experiments)
+    exps = set(cfg.grid.experiments)
+    return set(target.experiments) <= exps and not set(target.without) & exps
 
 
 def targets(cfg: Config) -> dict[str, TargetFiles]:

@@ -447,6 +447,42 @@ def llava(cfg: Config, res: Results, ref: dict) -> Table:
                      "run -> configuration inferred from step counts (PAPER.md 5)."])
 
 
+# --------------------------------------------------------------------------- spaces
+
+CEILING_SHARE = 0.9  # a space "keeps" an attribute when its probe reaches 90% of the pixels'
+PROBE_COLUMNS = ("time", "weather", "position", "battery", "total")
+
+
+def spaces(cfg: Config, res: Results, ref: dict | None = None) -> Table:
+    """What each frozen vision space keeps: linear readouts of the attributes from the
+    train split's features/codes (and raw pixels, the ceiling), scored on the test split."""
+    from uvlm.eval.probe import PIXELS
+
+    ceiling = res.spaces[PIXELS]
+    rows, wide = [], []
+    for space, s in res.spaces.items():
+        rec = {"space": space, "readout": s["readout"]}
+        lost = []
+        for m in PROBE_COLUMNS:
+            lo, hi = s["ci"].get(m) or (math.nan, math.nan)
+            share = s[m] / ceiling[m] if ceiling[m] else math.nan
+            rows.append({"space": space, "metric": m, "mean": s[m], "lo": lo, "hi": hi,
+                         "n_items": s[f"count_{m}"], "share_of_pixels": share})
+            rec[m] = spec.fmt_interval(m, s[m], lo, hi)
+            if m != "total" and share < CEILING_SHARE:
+                lost.append(f"{m} ({share:.0%})")
+        rec["below 90% of pixels"] = ", ".join(lost) if space != PIXELS else "(ceiling)"
+        wide.append(rec)
+    return Table("What each frozen vision space keeps: linear readouts, VQA formulas "
+                 "(test split)", pd.DataFrame(rows), pd.DataFrame(wide), 2, [
+                     f"Readouts fitted on the {cfg.data.n_train} train images' frozen "
+                     "features (codes one-hot per position; pixels 2x2-pooled), scored on "
+                     f"the {cfg.data.n_test} test images, one item per image and attribute: "
+                     "the ceiling a model reading that space can reach with a linear reader "
+                     "(a lower bound on what the space holds).",
+                     "Interval: bootstrap over test images."])
+
+
 # --------------------------------------------------------------------------- reference
 
 def reference(cfg: Config, res: Results, ref: dict) -> Table:
@@ -492,4 +528,5 @@ TABLES = {  # table file stem -> builder
     "adapters": adapters,
     "llava": llava,
     "reference": reference,
+    "spaces": spaces,
 }
