@@ -63,7 +63,8 @@ def _from_angle(cs: np.ndarray, period: int) -> np.ndarray:
 def fit_readouts(x_train, train: list[Watch], seed: int) -> dict:
     """Every attribute's readout, fitted on the train split's design matrix."""
     def logistic(y):
-        return LogisticRegression(C=LOGISTIC_C, max_iter=2000, random_state=seed).fit(x_train, y)
+        return LogisticRegression(C=LOGISTIC_C, max_iter=2000,
+                                  random_state=seed % 2**32).fit(x_train, y)
 
     def ridge(y):
         return Ridge(alpha=RIDGE_ALPHA).fit(x_train, y)
