@@ -31,7 +31,8 @@ def raw_cfg(**train) -> dict:
     return {
         "name": "t",
         "encoders": {
-            "siglip": {"source": "train", "image_size": 32, "patch_size": 16, "hidden_size": 16},
+            "siglip": {"source": "train", "image_size": 32, "patch_size": 16, "hidden_size": 16,
+                       "heads": 2},
             "vq": {"source": "train", "image_size": 16, "ch_mult": [1, 1, 2, 2],
                    "codebook_size": 32, "codebook_dim": 4},
             "tokenizer": {"source": "train", "vocab_size": 300}},

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from uvlm import provenance
 from uvlm.config import Config, ConfigError, command_parser, parse_command, to_dict
-from uvlm.grid import Run, parse_run
+from uvlm.grid import Run, optimizer_steps, parse_run
 from uvlm.model.batching import Batcher, Template
 from uvlm.model.checkpoint import load_weights, save_weights, write_checkpoint
 from uvlm.model.context import load_train_inputs, mode_records
@@ -55,7 +55,7 @@ def lr_at(step: int, total: int, peak: float, warmup_ratio: float) -> float:
 def plan(cfg: Config, run: Run, n_records: int) -> tuple[int, dict[int, int]]:
     """Optimizer steps of a run and {step: k} of its checkpoints at k/K of them."""
     tc = cfg.train
-    total = math.ceil(tc.epochs * run.epoch_scale * n_records / tc.batch_size)
+    total = optimizer_steps(cfg, run, n_records)
     if total < tc.checkpoints:
         raise ConfigError(f"run {run.name}: {total} optimizer steps cannot hold "
                           f"train.checkpoints={tc.checkpoints}")
