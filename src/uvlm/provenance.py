@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from uvlm import UvlmError
 from uvlm.config import Config, command_parser, parse_command, to_dict
 from uvlm.utils import read_json, write_json
 
@@ -193,12 +194,12 @@ class Finding:
 def _read_record(path: Path) -> dict:
     rec = read_json(path)  # its error names the file
     if not isinstance(rec, dict):
-        raise ValueError(f"{path}: expected a JSON object")
+        raise UvlmError(f"{path}: expected a JSON object")
     for key in ("command", "sections", "config_hash", "config", "git", "packages"):
         if key not in rec:
-            raise ValueError(f"{path}: missing key {key!r}")
+            raise UvlmError(f"{path}: missing key {key!r}")
     if rec["command"] not in UNITS:
-        raise ValueError(f"{path}: unknown command {rec['command']!r}")
+        raise UvlmError(f"{path}: unknown command {rec['command']!r}")
     return rec
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from uvlm import UvlmError
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w") -> Iterator[Any]:
@@ -71,7 +73,7 @@ def read_json(path: str | Path) -> Any:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise UvlmError(f"{path}: not valid JSON ({e})") from None
 
 
 def stream_seed(seed: int, *names: str | int) -> int:

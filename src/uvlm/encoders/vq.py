@@ -36,6 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from uvlm import UvlmError
 from uvlm.utils import atomic_path, atomic_write
 
 #: length of the rolling window of recently used codes (a buffer in LlamaGen's checkpoints)
@@ -355,10 +356,10 @@ def load_llamagen_checkpoint(path: str | Path, args: VQArgs) -> VQModel:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several unrelated types for a bad file
-        raise ValueError(f"{path}: not a loadable torch checkpoint ({e})") from None
+        raise UvlmError(f"{path}: not a loadable torch checkpoint ({e})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         keys = list(ckpt)[:10] if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path}: expected a dict with a 'model' entry, got {keys}")
+        raise UvlmError(f"{path}: expected a dict with a 'model' entry, got {keys}")
     model = VQModel(args)
     check_state_dict(model, ckpt["model"], str(path))
     model.load_state_dict(ckpt["model"])
@@ -387,7 +388,7 @@ def load_vq_dir(path: str | Path) -> VQModel:
     try:
         args = VQArgs(**{**raw, "ch_mult": tuple(raw["ch_mult"])})
     except (TypeError, KeyError) as e:
-        raise ValueError(f"{files[0]}: not a VQ config ({e})") from None
+        raise UvlmError(f"{files[0]}: not a VQ config ({e})") from None
     model = VQModel(args)
     state = load_file(files[1])
     check_state_dict(model, state, str(files[1]))

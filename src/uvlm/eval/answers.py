@@ -32,6 +32,7 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from uvlm import UvlmError
 from uvlm.data.tasks import ATTRIBUTES, POSITIONS, TASKS, WEATHERS
 from uvlm.utils import atomic_write
 
@@ -63,7 +64,7 @@ FIELDS: dict[str, tuple[type, ...]] = {
 }
 
 
-class AnswersError(ValueError):
+class AnswersError(UvlmError):
     """An answers row is malformed; the message names the file/line or question."""
 
 
