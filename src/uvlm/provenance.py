@@ -13,8 +13,10 @@ commit and the package versions.
     MISSING  eval/vq-vq_gen/seed0/provenance.json: no provenance for eval/vq-vq_gen/seed0/ckpt01/...
     NOTE     3 artifacts: made at git commit 1a2b... (now 9f8e...)
 
-and exits with status 1 on any MISMATCH, MISSING or UNREADABLE record. Git commits and
-package versions differing from the current ones are reported as NOTE only.
+and exits with status 1 on any MISMATCH, MISSING or UNREADABLE record, and when it finds no
+record at all (a config name without results, an empty pull): it is the safety gate of the
+DVC recipes, and checking nothing must not pass. Git commits and package versions differing
+from the current ones are reported as NOTE only.
 """
 
 from __future__ import annotations
@@ -273,6 +275,10 @@ def main(argv: list[str]) -> None:
                    help="folders under results/<name>/ to check (default: all)")
     args, cfg = parse_command(p, argv)
     problems, notes, checked = check(cfg, tuple(args.stage))
+    if not checked and not problems:
+        sys.exit(f"provenance {cfg.root}: nothing to check: no artifact of "
+                 f"{', '.join(args.stage)} there (is the config name {cfg.name!r} right, "
+                 f"and were its artifacts built or pulled?)")
     for f in problems:
         print(f)
     for note in notes:
