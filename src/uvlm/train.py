@@ -30,7 +30,6 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator, PartialState
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from uvlm import provenance
@@ -40,7 +39,7 @@ from uvlm.model.batching import Batcher, Template
 from uvlm.model.checkpoint import load_weights, save_weights, write_checkpoint
 from uvlm.model.context import load_train_inputs, mode_records
 from uvlm.model.unified import ModelContext, UnifiedVLM, build_model, check_arch
-from uvlm.utils import atomic_path, atomic_write, read_json, stream_seed, write_json
+from uvlm.utils import atomic_write, load_tensors, read_json, save_tensors, stream_seed, write_json
 
 
 def lr_at(step: int, total: int, peak: float, warmup_ratio: float) -> float:
@@ -89,8 +88,7 @@ def save_state(state: Path, step: int, key: str, model, optimizer, lora: bool, m
     save_weights(model, d / "model.safetensors", lora)
     opt = optimizer.state_dict()
     tensors = {f"{i}.{name}": t for i, s in opt["state"].items() for name, t in s.items()}
-    with atomic_path(d / "optimizer.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    save_tensors(d / "optimizer.safetensors", {k: v.contiguous() for k, v in tensors.items()})
     write_json(d / "optimizer.json", {"param_groups": opt["param_groups"]})
     shutil.copyfile(metrics, d / "metrics.jsonl")
     write_json(state / "latest.json", {"step": step, "key": key, "dir": d.name})
@@ -113,7 +111,7 @@ def load_state(state: Path, model, optimizer, lora: bool) -> int:
     latest = read_json(state / "latest.json")
     d = state / latest["dir"]
     load_weights(model, d / "model.safetensors", lora)
-    flat = load_file(str(d / "optimizer.safetensors"))
+    flat = load_tensors(d / "optimizer.safetensors")
     per_param: dict[int, dict] = {}
     for k, t in flat.items():
         i, name = k.split(".", 1)

@@ -1,4 +1,9 @@
-"""Small shared helpers: atomic writes, seeded random streams, JSON I/O."""
+"""Small shared helpers: atomic writes, safetensors and JSON I/O, seeded random streams.
+
+Every writer here leaves the old file (or nothing) on any error, creates files with the mode
+a plain ``open()`` would (0666 minus the umask, so shared group folders work), and names the
+file in its errors (a full disk says which file it could not write).
+"""
 
 from __future__ import annotations
 
@@ -29,9 +34,9 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[Any]:
     except OSError as e:
         raise OSError(f"cannot write {path}: {e.strerror}") from e
     try:
-        with os.fdopen(fd, mode) as fh:
+        with _naming(path), os.fdopen(fd, mode) as fh:
             yield fh
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; match a plain open()
+        os.chmod(tmp, file_mode())  # mkstemp creates 0600; match a plain open()
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -46,7 +51,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
     try:
-        yield tmp
+        with _naming(path):
+            yield tmp
+        # some writers (safetensors) create their files 0600; match a plain open()
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -54,10 +62,65 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An OSError without a file name (a write on a full disk: ENOSPC) gets ``path``'s."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno is None or e.filename is not None:  # already says what it is about
+            raise
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from e
+
+
+def save_tensors(path: str | Path, tensors: dict, metadata: dict[str, str] | None = None):
+    """Write a safetensors file atomically, byte-identical for the same tensors and metadata.
+
+    safetensors serialises ``metadata`` from a Rust HashMap, whose order changes from one
+    process to the next (another sha256 for DVC on every rebuild), so the header is rewritten
+    with sorted keys: the same length, and the data offsets count from its end, so the data
+    stays where it is.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as e:  # its I/O errors name its own scratch file
+            raise OSError(f"cannot write {path}: {e}") from None
+        with open(tmp, "r+b") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(n))
+            canonical = json.dumps(header, sort_keys=True, separators=(",", ":"),
+                                   ensure_ascii=False).encode()
+            if len(canonical) > n:  # pragma: no cover - same content, never longer
+                raise RuntimeError(f"{path}: sorted safetensors header grew")
+            fh.seek(8)
+            fh.write(canonical.ljust(n))  # safetensors pads its header with spaces too
+
+
+def load_tensors(path: str | Path) -> dict:
+    """All tensors of a safetensors file; a missing, truncated or corrupt file is named."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise UvlmError(f"{path}: not a readable safetensors file, truncated or corrupt "
+                        f"({e}); rebuild it") from None
+
+
+def file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0666 minus the umask."""
+    mask = os.umask(0)  # the only way to read it is to set it
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -12,14 +12,12 @@ from pathlib import Path
 
 import torch
 import yaml
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from uvlm import UvlmError
 from uvlm.config import Config, from_dict, to_dict
 from uvlm.grid import Run, parse_run
 from uvlm.model.unified import ModelContext, UnifiedVLM, build_model, saved_keys
-from uvlm.utils import atomic_path, atomic_write
+from uvlm.utils import atomic_write, load_tensors, save_tensors
 
 
 def save_weights(model: UnifiedVLM, path: Path, lora: bool) -> None:
@@ -30,8 +28,7 @@ def save_weights(model: UnifiedVLM, path: Path, lora: bool) -> None:
         # tied weights share storage, which safetensors refuses: store a copy
         out[k] = t.clone() if t.data_ptr() in seen else t.contiguous()
         seen.add(t.data_ptr())
-    with atomic_path(path) as tmp:
-        save_file(out, str(tmp))
+    save_tensors(path, out)
 
 
 def load_weights(model: UnifiedVLM, path: Path, lora: bool) -> None:
@@ -39,10 +36,7 @@ def load_weights(model: UnifiedVLM, path: Path, lora: bool) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint weights not found")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise UvlmError(f"{path}: not a readable safetensors file ({e})") from None
+    tensors = load_tensors(path)
     state = model.state_dict()
     want = saved_keys(model, lora)
     missing = [k for k in want if k not in tensors]
