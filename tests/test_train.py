@@ -219,3 +219,40 @@ def test_accelerate_two_cpu_processes_match_one(tmp_path):
         curves.append([json.loads(x)["loss"] for x in metrics.read_text().splitlines()])
     assert len(curves[0]) == len(curves[1]) > 5
     assert curves[0] == pytest.approx(curves[1], rel=1e-4)
+
+
+HOLD = """
+import sys, time
+from uvlm.utils import run_lock
+with run_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_trainer_on_one_run_directory_refuses_naming_the_holder(tmp_path,
+                                                                        monkeypatch):
+    import socket
+    import subprocess
+    import sys
+
+    from uvlm import UvlmError
+
+    monkeypatch.chdir(tmp_path)
+    cfg, run = from_dict(raw_cfg()), parse_run("vq-vq_mixed")
+    out = Path("results/t/runs/vq-vq_mixed/seed0")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        ctx, recs, feats = run_inputs(cfg, run, 8)
+        with pytest.raises(UvlmError, match=f"{out}: another trainer \\(pid {holder.pid} on "
+                                            f"{socket.gethostname()}\\) is training this run"):
+            train(cfg, run, 0, ctx, recs, feats, progress=False)
+        assert sorted(p.name for p in out.iterdir()) == ["trainer.lock"]  # nothing touched
+    finally:
+        holder.kill()
+        holder.wait()
+    # the kernel dropped the killed holder's lock: training goes ahead
+    train(cfg, run, 0, ctx, recs, feats, progress=False)
+    assert (out / "ckpt03" / "model.safetensors").is_file()

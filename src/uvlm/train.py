@@ -20,6 +20,7 @@ process divides its sums by the global counts, so shards add up to exactly that 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -39,7 +40,15 @@ from uvlm.model.batching import Batcher, Template
 from uvlm.model.checkpoint import load_weights, save_weights, write_checkpoint
 from uvlm.model.context import load_train_inputs, mode_records
 from uvlm.model.unified import ModelContext, UnifiedVLM, build_model, check_arch
-from uvlm.utils import atomic_write, load_tensors, read_json, save_tensors, stream_seed, write_json
+from uvlm.utils import (
+    atomic_write,
+    load_tensors,
+    read_json,
+    run_lock,
+    save_tensors,
+    stream_seed,
+    write_json,
+)
 
 
 def lr_at(step: int, total: int, peak: float, warmup_ratio: float) -> float:
@@ -158,9 +167,17 @@ def fit(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher,
 
     ``train`` calls it with a fresh model and the encoders stage's features; the llava
     stages (``uvlm.llava.train``) with a partly frozen or pre-trained model and images
-    encoded on the fly.
+    encoded on the fly. One trainer at a time per run directory (``run_lock``); its other
+    processes (accelerate) share the main one's lock.
     """
     out = cfg.root / "runs" / run.name / f"seed{seed}" if out is None else out
+    main = PartialState(cpu=not torch.cuda.is_available()).is_main_process
+    with run_lock(out) if main else contextlib.nullcontext():
+        return _loop(cfg, run, seed, model, data, progress, out)
+
+
+def _loop(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher, progress: bool,
+          out: Path) -> Path:
     state, metrics = out / "state", out / "metrics.jsonl"
     tc = cfg.train
 
@@ -270,6 +287,9 @@ def fit(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher,
             accelerator.wait_for_everyone()
     bar.close()
     if main:
+        # a workflow manager may have deleted checkpoints of this run meanwhile (a second
+        # trainer refused, its job failed, its outputs went): state/ still links them all
+        restore_checkpoints(state, out)
         shutil.rmtree(state, ignore_errors=True)
     accelerator.end_training()
     return out

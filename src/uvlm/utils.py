@@ -8,9 +8,11 @@ file in its errors (a full disk says which file it could not write).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,6 +123,32 @@ def file_mode() -> int:
     mask = os.umask(0)  # the only way to read it is to set it
     os.umask(mask)
     return 0o666 & ~mask
+
+
+@contextlib.contextmanager
+def run_lock(directory: str | Path) -> Iterator[None]:
+    """Hold ``directory/trainer.lock`` while training into ``directory``.
+
+    Two trainers on one run directory resume from the same state and delete each other's
+    files (an orphaned trainer left by a killed Snakemake, and the rerun's). The second one
+    refuses, naming the holder. The kernel drops the lock when its process dies, kill -9
+    included, so a crash never leaves a stale lock.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "trainer.lock"
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "a process that has not written its name yet"
+            raise UvlmError(f"{directory}: another trainer ({holder}) is training this run; "
+                            f"wait for it to finish or stop it, then start again") from None
+        fh.truncate(0)
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        fh.flush()
+        yield
 
 
 def write_json(path: str | Path, obj: Any) -> None:
