@@ -233,8 +233,6 @@ with run_lock(sys.argv[1]):
 def test_a_second_trainer_on_one_run_directory_refuses_naming_the_holder(tmp_path,
                                                                         monkeypatch):
     import socket
-    import subprocess
-    import sys
 
     from uvlm import UvlmError
 
@@ -256,3 +254,25 @@ def test_a_second_trainer_on_one_run_directory_refuses_naming_the_holder(tmp_pat
     # the kernel dropped the killed holder's lock: training goes ahead
     train(cfg, run, 0, ctx, recs, feats, progress=False)
     assert (out / "ckpt03" / "model.safetensors").is_file()
+
+
+def test_checkpoints_deleted_during_the_run_are_back_at_its_end(tmp_path, monkeypatch):
+    """A workflow manager deletes a failed job's outputs, also when the failed job was a
+    second trainer refused by the lock: the trainer that holds it restores them."""
+    import shutil
+
+    from uvlm import train as train_module
+
+    monkeypatch.chdir(tmp_path)
+    keep = train_module.keep_checkpoint
+
+    def keep_then_lose(ckpt, state):
+        keep(ckpt, state)
+        if ckpt.name == "ckpt01":
+            shutil.rmtree(ckpt)
+
+    monkeypatch.setattr(train_module, "keep_checkpoint", keep_then_lose)
+    cfg, run = from_dict(raw_cfg()), parse_run("vq-vq_mixed")
+    ctx, recs, feats = run_inputs(cfg, run, 8)
+    out = train(cfg, run, 0, ctx, recs, feats, progress=False)
+    assert (out / "ckpt01" / "model.safetensors").is_file()
