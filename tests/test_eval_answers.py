@@ -103,3 +103,19 @@ def test_gt_attributes_from_csv_strings():
            "second": "5", "weather": "sunny", "battery": "35", "weather_pos": "top-left",
            "battery_pos": "bottom-right", "face_color": "#102030"}
     assert gt_attributes(row) == GT
+
+
+def test_empty_file_is_an_error_and_trailing_blank_lines_are_accepted(tmp_path):
+    path = tmp_path / "answers.jsonl"
+    for empty in ("", "\n", "\n\n"):
+        path.write_text(empty)
+        with pytest.raises(AnswersError, match=f"{path}: empty answers file"):
+            read_answers(path)
+    lines = [json.dumps(r) for r in _rows()]
+    path.write_text("\n".join(lines) + "\n\n")  # a trailing blank line
+    assert read_answers(path) == _rows()
+    path.write_text("\n".join(lines))  # no final newline
+    assert read_answers(path) == _rows()
+    path.write_text(lines[0] + "\n\n" + lines[1] + "\n")  # a blank line in the middle
+    with pytest.raises(AnswersError, match=f"{path}:2: empty line"):
+        read_answers(path)

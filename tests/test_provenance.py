@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,16 @@ def test_sections_are_those_of_the_rules_rerun_triggers():
             if command and depends:
                 seen[command[1]] = tuple(re.findall(r'"(\w+)"', depends[1]))
     assert seen == {c: u.sections for c, u in provenance.UNITS.items()}
+
+
+def test_nothing_to_check_fails(config, tmp_path, capsys):
+    """A config name without results or an empty pull is no pass of the safety gate."""
+    other = tmp_path / "other.yaml"
+    other.write_text("name: other\n")
+    code, _ = run_check(other, capsys=capsys)
+    assert code == "provenance results/other: nothing to check: no artifact of data, encoders, " \
+        "runs, eval, analysis there (is the config name 'other' right, and were its artifacts " \
+        "built or pulled?)"
+    shutil.rmtree(load(config).root / "analysis")
+    code, _ = run_check(config, "--stage", "analysis", capsys=capsys)
+    assert "nothing to check: no artifact of analysis there" in code

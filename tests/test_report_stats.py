@@ -159,3 +159,11 @@ def test_mean_over_and_slope_carry_paired_replicates():
 def test_mde_formula():
     assert stats.mde(0.01) == pytest.approx(0.01 * (1.959964 + 0.841621), rel=1e-6)
     assert stats.mde(0.01, 2) == pytest.approx(0.01 * (sps.t.ppf(0.975, 2) + sps.t.ppf(0.8, 2)))
+
+
+def test_a_section_without_items_has_nan_replicates():
+    from uvlm.eval.bootstrap import Ratios
+    from uvlm.report.collect import item_weights, replicates
+
+    r = Ratios(("total",), np.zeros((0, 1)), np.zeros((0, 1)), ())
+    assert np.isnan(replicates(r, item_weights(0, 5, ())) ["total"]).all()

@@ -31,7 +31,8 @@ def raw_cfg(**train) -> dict:
     return {
         "name": "t",
         "encoders": {
-            "siglip": {"source": "train", "image_size": 32, "patch_size": 16, "hidden_size": 16},
+            "siglip": {"source": "train", "image_size": 32, "patch_size": 16, "hidden_size": 16,
+                       "heads": 2},
             "vq": {"source": "train", "image_size": 16, "ch_mult": [1, 1, 2, 2],
                    "codebook_size": 32, "codebook_dim": 4},
             "tokenizer": {"source": "train", "vocab_size": 300}},
@@ -219,3 +220,60 @@ def test_accelerate_two_cpu_processes_match_one(tmp_path):
         curves.append([json.loads(x)["loss"] for x in metrics.read_text().splitlines()])
     assert len(curves[0]) == len(curves[1]) > 5
     assert curves[0] == pytest.approx(curves[1], rel=1e-4)
+
+
+HOLD = """
+import sys, time
+from uvlm.utils import run_lock
+with run_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_trainer_on_one_run_directory_refuses_naming_the_holder(tmp_path,
+                                                                        monkeypatch):
+    import socket
+
+    from uvlm import UvlmError
+
+    monkeypatch.chdir(tmp_path)
+    cfg, run = from_dict(raw_cfg()), parse_run("vq-vq_mixed")
+    out = Path("results/t/runs/vq-vq_mixed/seed0")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        ctx, recs, feats = run_inputs(cfg, run, 8)
+        with pytest.raises(UvlmError, match=f"{out}: another trainer \\(pid {holder.pid} on "
+                                            f"{socket.gethostname()}\\) is training this run"):
+            train(cfg, run, 0, ctx, recs, feats, progress=False)
+        assert sorted(p.name for p in out.iterdir()) == ["trainer.lock"]  # nothing touched
+    finally:
+        holder.kill()
+        holder.wait()
+    # the kernel dropped the killed holder's lock: training goes ahead
+    train(cfg, run, 0, ctx, recs, feats, progress=False)
+    assert (out / "ckpt03" / "model.safetensors").is_file()
+
+
+def test_checkpoints_deleted_during_the_run_are_back_at_its_end(tmp_path, monkeypatch):
+    """A workflow manager deletes a failed job's outputs, also when the failed job was a
+    second trainer refused by the lock: the trainer that holds it restores them."""
+    import shutil
+
+    from uvlm import train as train_module
+
+    monkeypatch.chdir(tmp_path)
+    keep = train_module.keep_checkpoint
+
+    def keep_then_lose(ckpt, state):
+        keep(ckpt, state)
+        if ckpt.name == "ckpt01":
+            shutil.rmtree(ckpt)
+
+    monkeypatch.setattr(train_module, "keep_checkpoint", keep_then_lose)
+    cfg, run = from_dict(raw_cfg()), parse_run("vq-vq_mixed")
+    ctx, recs, feats = run_inputs(cfg, run, 8)
+    out = train(cfg, run, 0, ctx, recs, feats, progress=False)
+    assert (out / "ckpt01" / "model.safetensors").is_file()

@@ -65,6 +65,27 @@ def test_bad_config_is_refused_before_any_job(tmp_path):
     assert "grid.architectures[1]: 'vq-vqq' is not allowed" in p.stdout + p.stderr
 
 
+@pytest.mark.parametrize("old, new", [
+    ("lr: 1.0e-3\n  adapter_lr", "lr: .nan\n  adapter_lr"),
+    ("imbalance_architectures: [vq-vq]", "imbalance_architectures: []"),
+    ("accelerate_config: workflow/accelerate/cpu.yaml", "accelerate_config: nope.yaml"),
+    ("checkpoints: 2", "checkpoints: 100"),
+    ("seed: 0\n", "seed: 0\nseed: 1\n"),  # a duplicate key
+])
+def test_workflow_and_config_schema_check_refuse_the_same_configs(tmp_path, old, new):
+    bad = tmp_path / "bad.yaml"
+    text = (ROOT / "config/smoke.yaml").read_text()
+    assert old in text
+    bad.write_text(text.replace(old, new, 1))
+    check = subprocess.run([sys.executable, "-m", "uvlm", "config-schema", "--check", str(bad)],
+                           cwd=ROOT, capture_output=True, text=True)
+    assert check.returncode != 0
+    message = check.stderr.strip().removeprefix("invalid: ")
+    assert message.startswith(f"{bad}") and "\n" not in message
+    p = snakemake("-n", "--configfile", str(bad), check=False)
+    assert p.returncode != 0 and message in p.stdout + p.stderr
+
+
 @pytest.mark.parametrize("cfg", ["smoke", "llava"])
 def test_lint_passes(cfg):
     p = snakemake("--lint", "--configfile", f"config/{cfg}.yaml", check=False)

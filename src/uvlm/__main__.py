@@ -2,12 +2,20 @@
 
 Each command lives in its own module exposing ``main(argv: list[str]) -> None``; modules are
 imported lazily so ``--help`` and light commands start fast.
+
+A user's mistake (``UvlmError``: a bad config key or value, run name or input file) or an
+OS error (a missing file, a full disk) prints one line naming the file, key or value and
+exits with status 1; ``--debug`` before the command, or ``UVLM_DEBUG=1``, shows the
+traceback instead.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+from uvlm import UvlmError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "config-schema": ("uvlm.cli_config", "print the config JSON schema / validate a config"),
@@ -39,16 +47,27 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    debug = os.environ.get("UVLM_DEBUG", "") not in ("", "0")
+    if argv[:1] == ["--debug"]:
+        debug, argv = True, argv[1:]
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: python -m uvlm COMMAND [args]\n\ncommands:")
+        print("usage: python -m uvlm [--debug] COMMAND [args]\n\n--debug (or UVLM_DEBUG=1) "
+              "shows the traceback of an error\n\ncommands:")
         for name, (_, doc) in COMMANDS.items():
             print(f"  {name:<16} {doc}")
         sys.exit(0 if argv else 2)
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         sys.exit(f"uvlm: unknown command {name!r}; choose from: {', '.join(COMMANDS)}")
-    module = importlib.import_module(COMMANDS[name][0])
-    module.main(rest)
+    try:
+        module = importlib.import_module(COMMANDS[name][0])
+        module.main(rest)
+    except (UvlmError, OSError) as e:
+        if debug:
+            raise
+        # one line, even when a library's message spans several
+        message = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        sys.exit(f"uvlm {name}: error: {message or type(e).__name__}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""`python -m uvlm config-schema [--check CONFIG ...]`."""
+"""`python -m uvlm config-schema [--check CONFIG ...]`: print the JSON schema, or check
+configs exactly as the Snakefile does before planning any job."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 
 import yaml
 
+from uvlm import preflight
 from uvlm.config import ConfigError, json_schema, load
 
 
@@ -20,6 +22,7 @@ def main(argv: list[str]) -> None:
     for path in args.check:
         try:
             cfg = load(path)
+            preflight.check(cfg, path)
         except ConfigError as e:
             sys.exit(f"invalid: {e}")
         print(f"ok: {path} (name={cfg.name}, hash={cfg.hash()})")

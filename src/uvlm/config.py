@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,9 +27,20 @@ from typing import Any, Literal
 
 import yaml
 
+from uvlm import UvlmError
 
-class ConfigError(ValueError):
+
+class ConfigError(UvlmError):
     """A config file or override is invalid; the message names the key."""
+
+
+def _divides(key: str, divisor: int, values: dict[str, int]) -> None:
+    """Raise unless ``divisor`` (the value of ``key``) divides every one of ``values``."""
+    bad = {k: v for k, v in values.items() if v % divisor}
+    if bad:
+        raise ConfigError(f"{key}: {divisor} must divide "
+                          + ", ".join(f"{k}={v}" for k, v in bad.items())
+                          + f"; allowed: a divisor of {math.gcd(*values.values())}")
 
 
 def rng(lo: float | None = None, hi: float | None = None, **kw: Any) -> dict:
@@ -115,6 +127,12 @@ class SiglipConfig:
     lr: float = _f(1e-3, 0.0)
     precision: Precision = _f("auto", doc="autocast of tiny-scale training; " + PRECISION_DOC)
 
+    def __post_init__(self):
+        if self.source == "train":  # a pretrained tower brings its own sizes
+            _divides("encoders.siglip.heads", self.heads, {"hidden_size": self.hidden_size})
+            _divides("encoders.siglip.patch_size", self.patch_size,
+                     {"image_size": self.image_size})
+
 
 @dataclass(frozen=True)
 class VQConfig:
@@ -137,6 +155,16 @@ class VQConfig:
     batch_size: int = _f(64, 1)
     lr: float = _f(1e-4, 0.0)
 
+    def __post_init__(self):
+        # the model is built from these sizes for both sources (a pretrained file is loaded
+        # into it), so they must fit together either way
+        _divides("encoders.vq.norm_groups", self.norm_groups,
+                 {f"ch x ch_mult[{i}]": self.ch * m for i, m in enumerate(self.ch_mult)})
+        down = 2 ** (len(self.ch_mult) - 1)
+        if self.image_size % down:
+            raise ConfigError(f"encoders.vq.image_size: {self.image_size} must be a multiple "
+                              f"of {down} (2 ** (len(ch_mult) - 1) downsamplings)")
+
 
 @dataclass(frozen=True)
 class ClipConfig:
@@ -147,6 +175,9 @@ class ClipConfig:
     image_size: int = _f(336, 8)
     patch_size: int = _f(14, 1)
     hidden_size: int = _f(1024, 8)
+
+    def __post_init__(self):
+        _divides("encoders.clip.patch_size", self.patch_size, {"image_size": self.image_size})
 
 
 @dataclass(frozen=True)
@@ -193,6 +224,16 @@ class LLMConfig:
     max_length: int = _f(2048, 16)
     attention: Literal["sdpa", "eager"] = _f(
         "sdpa", doc="attention kernel; eager is ~1.8x faster for short bf16 sequences on CPU")
+
+    def __post_init__(self):
+        if self.source != "config":  # a pretrained LLM brings its own sizes
+            return
+        _divides("model.llm.heads", self.heads, {"hidden_size": self.hidden_size})
+        _divides("model.llm.kv_heads", self.kv_heads, {"heads": self.heads})
+        if (self.hidden_size // self.heads) % 2:  # rotary embeddings rotate pairs
+            raise ConfigError(f"model.llm.heads: hidden_size / heads = "
+                              f"{self.hidden_size // self.heads} must be even (rotary "
+                              f"embeddings rotate pairs of channels)")
 
 
 @dataclass(frozen=True)
@@ -423,6 +464,8 @@ def _check(value: Any, tp: Any, key: str, meta: dict) -> Any:
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
     if tp is float:
         value = float(value)
+        if not math.isfinite(value):  # NaN compares false with every bound, so say it here
+            raise ConfigError(f"{key}: {value!r} is not allowed; allowed: a finite number")
     lo, hi = meta.get("min"), meta.get("max")
     if tp in (int, float) and ((lo is not None and value < lo) or (hi is not None and value > hi)):
         raise ConfigError(f"{key}: {value!r} is out of range; allowed: "
@@ -463,6 +506,39 @@ def from_dict(raw: dict, source: str = "config") -> Config:
         raise ConfigError(f"{source}: {e}") from None
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing duplicate keys (it keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _yaml_error(where: str, e: yaml.YAMLError) -> ConfigError:
+    """One line: where, line and what is wrong (PyYAML's own message spans several)."""
+    mark = getattr(e, "problem_mark", None)
+    line = f":{mark.line + 1}" if mark is not None else ""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return ConfigError(f"{where}{line}: not valid YAML: {problem}")
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML config file, refusing duplicate keys; errors name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        return yaml.load(path.read_text(), Loader=_StrictLoader)
+    except yaml.YAMLError as e:
+        raise _yaml_error(str(path), e) from None
+
+
 def _set_dotted(raw: dict, dotted: str) -> None:
     if "=" not in dotted:
         raise ConfigError(f"override {dotted!r}: expected key=value")
@@ -473,19 +549,17 @@ def _set_dotted(raw: dict, dotted: str) -> None:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {dotted!r}: {p} is not a mapping")
-    node[parts[-1]] = yaml.safe_load(value)
+    try:
+        node[parts[-1]] = yaml.load(value, Loader=_StrictLoader)
+    except yaml.YAMLError as e:
+        raise _yaml_error(f"override {dotted!r}", e) from None
 
 
 def load(path: str | Path, overrides: list[str] = ()) -> Config:
     """Load a YAML config and apply ``a.b=value`` overrides (values parsed as YAML)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    with path.open() as fh:
-        try:
-            raw = yaml.safe_load(fh) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    raw = read_yaml(path) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
     for o in overrides:
         _set_dotted(raw, o)
     return from_dict(raw, str(path))

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from safetensors.torch import save_file
 from tqdm import tqdm
 
 from uvlm import encoders, provenance
@@ -34,7 +33,7 @@ from uvlm.model.batching import MODE_TASKS, Template
 from uvlm.model.checkpoint import load_trained
 from uvlm.model.context import load_context
 from uvlm.model.generate import draw, generate_text
-from uvlm.utils import atomic_path, stream_seed
+from uvlm.utils import atomic_path, save_tensors, stream_seed
 
 JUDGE_OF_SPACE = {"vq": "pixels", "siglip": "siglip"}
 
@@ -98,8 +97,7 @@ def save_output(out_dir: Path, record_id: str, output: torch.Tensor) -> str:
             Image.fromarray(output.permute(1, 2, 0).numpy()).save(tmp, format="PNG")
     else:
         rel = f"features/{record_id}.safetensors"
-        with atomic_path(out_dir / rel) as tmp:
-            save_file({"features": output.contiguous()}, str(tmp))
+        save_tensors(out_dir / rel, {"features": output.contiguous()})
     return rel
 
 

@@ -13,6 +13,7 @@ mixed run) share one training job. Run names join their parts with underscores,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from uvlm.config import Config, ConfigError
@@ -74,7 +75,11 @@ def parse_run(name: str) -> Run:
         if p == "detach":
             kw["detach"] = True
         elif p.startswith("affine"):
-            kw["affine"] = float(p.removeprefix("affine"))
+            try:
+                kw["affine"] = float(p.removeprefix("affine"))
+            except ValueError:
+                raise ConfigError(f"run {name!r}: {p!r} needs a number after 'affine', "
+                                  f"e.g. affine0.2") from None
         elif p.startswith(("biased-", "extra-", "gen-")):
             kw["variant"] = p
         else:
@@ -157,14 +162,26 @@ EXPERIMENTS = {
 }
 
 
+#: the config keys an experiment's runs come from (named when it has none)
+EXPERIMENT_KEYS = {
+    "mutual": "grid.architectures",
+    "imbalance": "grid.imbalance_architectures",
+    "alignment": "grid.alignment_architectures, encoders.affine.vq_sigmas / siglip_ks",
+    "transfer": "grid.transfer_architectures, grid.transfer_attributes",
+    "adapters": "grid.adapters_architectures",
+    "llava": "grid.architectures, llava.sft_generation",
+}
+
+
 def experiment_runs(cfg: Config, experiment: str) -> list[Run]:
     if experiment not in EXPERIMENTS:
         raise ConfigError(f"grid.experiments: unknown experiment {experiment!r}; "
                           f"allowed: {', '.join(EXPERIMENTS)}")
     runs = EXPERIMENTS[experiment](cfg)
     if not runs:
-        raise ConfigError(f"grid: experiment {experiment!r} has no runs with this config "
-                          f"(check grid.*_architectures against grid.architectures)")
+        raise ConfigError(f"grid: experiment {experiment!r} has no runs with this config; "
+                          f"give {EXPERIMENT_KEYS[experiment]} at least one entry, or drop "
+                          f"it from grid.experiments")
     return runs
 
 
@@ -206,6 +223,22 @@ def shared_seeds(cfg: Config, experiment: str) -> list[int]:
 def jobs(cfg: Config) -> list[tuple[Run, int]]:
     """Every (run, seed) pair the grid trains and evaluates."""
     return [(r, s) for r, seeds in _run_seeds(cfg).items() for s in seeds]
+
+
+def max_records(cfg: Config, run: Run) -> int:
+    """Records a run trains on at most: exactly this many for the plain train data; a biased
+    variant drops some understanding records (how many, only its data file knows)."""
+    n = cfg.data.n_train * RECORDS_PER_IMAGE[run.mode]
+    if run.variant.startswith("extra-"):  # extra-{gen,und}-N: N more images of one task kind
+        _, kind, count = run.variant.split("-")
+        if run.mode in ("mixed", kind):
+            n += int(count) * RECORDS_PER_IMAGE[kind]
+    return n
+
+
+def optimizer_steps(cfg: Config, run: Run, n_records: int) -> int:
+    """Optimizer steps of a run over ``n_records`` (equal-compute runs scale the epochs)."""
+    return math.ceil(cfg.train.epochs * run.epoch_scale * n_records / cfg.train.batch_size)
 
 
 def data_variants(cfg: Config) -> list[str]:

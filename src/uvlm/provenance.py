@@ -13,8 +13,10 @@ commit and the package versions.
     MISSING  eval/vq-vq_gen/seed0/provenance.json: no provenance for eval/vq-vq_gen/seed0/ckpt01/...
     NOTE     3 artifacts: made at git commit 1a2b... (now 9f8e...)
 
-and exits with status 1 on any MISMATCH, MISSING or UNREADABLE record. Git commits and
-package versions differing from the current ones are reported as NOTE only.
+and exits with status 1 on any MISMATCH, MISSING or UNREADABLE record, and when it finds no
+record at all (a config name without results, an empty pull): it is the safety gate of the
+DVC recipes, and checking nothing must not pass. Git commits and package versions differing
+from the current ones are reported as NOTE only.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from uvlm import UvlmError
 from uvlm.config import Config, command_parser, parse_command, to_dict
 from uvlm.utils import read_json, write_json
 
@@ -200,12 +203,12 @@ class Finding:
 def _read_record(path: Path) -> dict:
     rec = read_json(path)  # its error names the file
     if not isinstance(rec, dict):
-        raise ValueError(f"{path}: expected a JSON object")
+        raise UvlmError(f"{path}: expected a JSON object")
     for key in ("command", "sections", "config_hash", "config", "git", "packages"):
         if key not in rec:
-            raise ValueError(f"{path}: missing key {key!r}")
+            raise UvlmError(f"{path}: missing key {key!r}")
     if rec["command"] not in UNITS:
-        raise ValueError(f"{path}: unknown command {rec['command']!r}")
+        raise UvlmError(f"{path}: unknown command {rec['command']!r}")
     return rec
 
 
@@ -279,6 +282,10 @@ def main(argv: list[str]) -> None:
                    help="folders under results/<name>/ to check (default: all)")
     args, cfg = parse_command(p, argv)
     problems, notes, checked = check(cfg, tuple(args.stage))
+    if not checked and not problems:
+        sys.exit(f"provenance {cfg.root}: nothing to check: no artifact of "
+                 f"{', '.join(args.stage)} there (is the config name {cfg.name!r} right, "
+                 f"and were its artifacts built or pulled?)")
     for f in problems:
         print(f)
     for note in notes:

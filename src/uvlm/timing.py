@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from uvlm import UvlmError
+
 
 @dataclass
 class Stage:
@@ -37,11 +39,11 @@ def read_benchmark(path: Path) -> tuple[float, float]:
     with path.open(newline="") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
     if not rows or "s" not in rows[-1] or "cpu_time" not in rows[-1]:
-        raise ValueError(f"{path}: not a Snakemake benchmark file (columns s, cpu_time)")
+        raise UvlmError(f"{path}: not a Snakemake benchmark file (columns s, cpu_time)")
     try:
         return float(rows[-1]["s"]), float(rows[-1]["cpu_time"])
     except ValueError:
-        raise ValueError(f"{path}: non-numeric s or cpu_time in {rows[-1]}") from None
+        raise UvlmError(f"{path}: non-numeric s or cpu_time in {rows[-1]}") from None
 
 
 def stages(results: Path) -> dict[str, Stage]:

@@ -20,6 +20,7 @@ process divides its sums by the global counts, so shards add up to exactly that 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -30,12 +31,11 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator, PartialState
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from uvlm import provenance
 from uvlm.config import Config, ConfigError, command_parser, parse_command, to_dict
-from uvlm.grid import Run, parse_run
+from uvlm.grid import Run, optimizer_steps, parse_run
 from uvlm.model.batching import Batcher, Template
 from uvlm.model.checkpoint import (
     load_weights,
@@ -46,7 +46,15 @@ from uvlm.model.checkpoint import (
 from uvlm.model.context import load_train_inputs, mode_records
 from uvlm.model.unified import ModelContext, UnifiedVLM, build_model, check_arch
 from uvlm.precision import resolve
-from uvlm.utils import atomic_path, atomic_write, read_json, stream_seed, write_json
+from uvlm.utils import (
+    atomic_write,
+    load_tensors,
+    read_json,
+    run_lock,
+    save_tensors,
+    stream_seed,
+    write_json,
+)
 
 
 def lr_at(step: int, total: int, peak: float, warmup_ratio: float) -> float:
@@ -61,7 +69,7 @@ def lr_at(step: int, total: int, peak: float, warmup_ratio: float) -> float:
 def plan(cfg: Config, run: Run, n_records: int) -> tuple[int, dict[int, int]]:
     """Optimizer steps of a run and {step: k} of its checkpoints at k/K of them."""
     tc = cfg.train
-    total = math.ceil(tc.epochs * run.epoch_scale * n_records / tc.batch_size)
+    total = optimizer_steps(cfg, run, n_records)
     if total < tc.checkpoints:
         raise ConfigError(f"run {run.name}: {total} optimizer steps cannot hold "
                           f"train.checkpoints={tc.checkpoints}")
@@ -95,8 +103,7 @@ def save_state(state: Path, step: int, key: str, model, optimizer, lora: bool, m
     save_weights(model, d / "model.safetensors", lora)
     opt = optimizer.state_dict()
     tensors = {f"{i}.{name}": t for i, s in opt["state"].items() for name, t in s.items()}
-    with atomic_path(d / "optimizer.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    save_tensors(d / "optimizer.safetensors", {k: v.contiguous() for k, v in tensors.items()})
     write_json(d / "optimizer.json", {"param_groups": opt["param_groups"]})
     shutil.copyfile(metrics, d / "metrics.jsonl")
     write_json(state / "latest.json", {"step": step, "key": key, "dir": d.name})
@@ -119,7 +126,7 @@ def load_state(state: Path, model, optimizer, lora: bool) -> int:
     latest = read_json(state / "latest.json")
     d = state / latest["dir"]
     load_weights(model, d / "model.safetensors", lora)
-    flat = load_file(str(d / "optimizer.safetensors"))
+    flat = load_tensors(d / "optimizer.safetensors")
     per_param: dict[int, dict] = {}
     for k, t in flat.items():
         i, name = k.split(".", 1)
@@ -166,9 +173,17 @@ def fit(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher,
 
     ``train`` calls it with a fresh model and the encoders stage's features; the llava
     stages (``uvlm.llava.train``) with a partly frozen or pre-trained model and images
-    encoded on the fly.
+    encoded on the fly. One trainer at a time per run directory (``run_lock``); its other
+    processes (accelerate) share the main one's lock.
     """
     out = cfg.root / "runs" / run.name / f"seed{seed}" if out is None else out
+    main = PartialState(cpu=not torch.cuda.is_available()).is_main_process
+    with run_lock(out) if main else contextlib.nullcontext():
+        return _loop(cfg, run, seed, model, data, progress, out)
+
+
+def _loop(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher, progress: bool,
+          out: Path) -> Path:
     state, metrics = out / "state", out / "metrics.jsonl"
     tc = cfg.train
 
@@ -280,6 +295,9 @@ def fit(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher,
             accelerator.wait_for_everyone()
     bar.close()
     if main:
+        # a workflow manager may have deleted checkpoints of this run meanwhile (a second
+        # trainer refused, its job failed, its outputs went): state/ still links them all
+        restore_checkpoints(state, out)
         shutil.rmtree(state, ignore_errors=True)
     accelerator.end_training()
     return out

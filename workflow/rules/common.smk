@@ -8,17 +8,20 @@ import yaml
 from snakemake.utils import validate
 
 from uvlm import config as uvlm_config
-from uvlm import grid
+from uvlm import grid, preflight
 from uvlm.encoders import space_info
 from uvlm.report import experiment_targets, read_checkpoints
 from uvlm.report import targets as report_targets
 
 
 # The typed config first: its errors name the key and the allowed values. The JSON schema is
-# generated from the same dataclasses (tests keep workflow/schemas/ in sync).
-CFG = uvlm_config.from_dict(
-    config, source=", ".join(map(str, workflow.configfiles)) or "config"
-)
+# generated from the same dataclasses (tests keep workflow/schemas/ in sync). Then the checks
+# across keys, the same as `python -m uvlm config-schema --check`, before any job is planned.
+for _path in workflow.configfiles:
+    uvlm_config.read_yaml(_path)  # refuses duplicate keys, which Snakemake's loader keeps
+_source = ", ".join(map(str, workflow.configfiles)) or "config"
+CFG = uvlm_config.from_dict(config, source=_source)
+preflight.check(CFG, _source)
 validate(config, schema="../schemas/config.schema.yaml")
 
 R = f"results/{CFG.name}"

@@ -12,6 +12,7 @@ import csv
 import re
 from pathlib import Path
 
+from uvlm import UvlmError
 from uvlm.data.attributes import ATTRIBUTES, POSITIONS, WEATHERS, Watch
 from uvlm.data.tasks import IMAGE_TOKEN, RECORD_ORDER, TASKS
 from uvlm.utils import atomic_write, read_json
@@ -74,12 +75,12 @@ def load_records(path: str | Path) -> list[dict]:
     """The records of a data JSON file, validated (ValueError names file and index)."""
     records = read_json(path)
     if not isinstance(records, list):
-        raise ValueError(f"{path}: expected a JSON list of records")
+        raise UvlmError(f"{path}: expected a JSON list of records")
     for i, r in enumerate(records):
         problem = record_problem(r)
         if problem:
             rid = r.get("id") if isinstance(r, dict) else None
-            raise ValueError(f"{path}: record {i} ({rid!r}): {problem}")
+            raise UvlmError(f"{path}: record {i} ({rid!r}): {problem}")
     return records
 
 
@@ -124,11 +125,11 @@ def load_attributes(path: str | Path) -> list[Watch]:
     with path.open(newline="") as fh:
         reader = csv.DictReader(fh)
         if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
-            raise ValueError(f"{path}: columns {reader.fieldnames}; expected {list(CSV_COLUMNS)}")
+            raise UvlmError(f"{path}: columns {reader.fieldnames}; expected {list(CSV_COLUMNS)}")
         watches = []
         for i, row in enumerate(reader):
             try:
                 watches.append(_watch(row, i))
             except (ValueError, TypeError) as e:
-                raise ValueError(f"{path}: line {i + 2}: {e}") from None
+                raise UvlmError(f"{path}: line {i + 2}: {e}") from None
     return watches

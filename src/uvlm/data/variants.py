@@ -23,7 +23,7 @@ import functools
 from collections import Counter
 from pathlib import Path
 
-from uvlm import provenance
+from uvlm import UvlmError, provenance
 from uvlm.config import BiasConfig, Config, command_parser, parse_command
 from uvlm.data.attributes import WEATHERS, Watch
 from uvlm.data.records import load_attributes, load_records
@@ -66,7 +66,7 @@ def extra(kind: str, n: int, train: list[dict], extra_records: list[dict],
           n_extra: int, extra_path: Path) -> list[dict]:
     """The first ``n`` extra images' records of the ``kind`` tasks, then the train records."""
     if n > n_extra:
-        raise ValueError(f"{extra_path}: has {n_extra} images; extra-{kind}-{n} needs {n}")
+        raise UvlmError(f"{extra_path}: has {n_extra} images; extra-{kind}-{n} needs {n}")
     tasks = EXTRA_TASKS[kind]
     return [r for r in extra_records if r["image_id"] < n and r["task"] in tasks] + train
 

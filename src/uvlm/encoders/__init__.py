@@ -23,12 +23,11 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import load_file
 
 from uvlm.config import Config
 from uvlm.encoders.towers import VQTower, freeze
 from uvlm.encoders.vq import VQModel, load_vq_dir
+from uvlm.utils import load_tensors
 
 # transformers is imported inside the loaders below: the Snakefile imports this package to
 # build the DAG and should not pay for it.
@@ -140,7 +139,7 @@ def load_features(cfg: Config, space: str, split: str) -> torch.Tensor:
     """Features float32 (N, T, D) or codes int64 (N, T) of every image of ``split``."""
     path = _need(features_path(cfg, space, split))
     key = _space(space).features_key
-    tensors = load_file(path)
+    tensors = load_tensors(path)
     if key not in tensors:
         raise KeyError(f"{path}: no tensor {key!r} (has {', '.join(tensors)})")
     return tensors[key]
@@ -149,13 +148,12 @@ def load_features(cfg: Config, space: str, split: str) -> torch.Tensor:
 def load_codebook(cfg: Config) -> torch.Tensor:
     """The VQ codebook as the model embeds codes: (K, d), l2-normalised rows."""
     path = _need(encoder_dir(cfg, "vq") / "model.safetensors")
-    with safe_open(path, framework="pt") as fh:
-        return F.normalize(fh.get_tensor("quantize.embedding.weight"), dim=-1)
+    return F.normalize(load_tensors(path)["quantize.embedding.weight"], dim=-1)
 
 
 def load_affine(cfg: Config, space: str, strength: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(A (D, D), b (D,)): the distortion ``x @ A + b`` of the alignment experiment."""
-    tensors = load_file(_need(affine_path(cfg, space, strength)))
+    tensors = load_tensors(_need(affine_path(cfg, space, strength)))
     return tensors["A"], tensors["b"]
 
 

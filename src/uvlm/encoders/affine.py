@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 from uvlm import provenance
 from uvlm.config import Config, command_parser, parse_command
 from uvlm.encoders import affine_path, space_info
-from uvlm.utils import atomic_path, rng
+from uvlm.utils import rng, save_tensors
 
 #: SigLIP's translation is U[0, BIAS_SCALE * k] (k = 1: U[0, 0.1])
 BIAS_SCALE = 0.1
@@ -66,10 +65,9 @@ def write_affines(cfg: Config) -> list:
     for space, strength, make in jobs:
         a, b = make(cfg.seed, space_info(cfg, space).feature_dim, strength)
         path = affine_path(cfg, space, strength)
-        with atomic_path(path) as tmp:
-            save_file({"A": torch.from_numpy(a).float().contiguous(),
-                       "b": torch.from_numpy(b).float().contiguous()}, tmp,
-                      metadata={"space": space, "strength": f"{strength:g}"})
+        save_tensors(path, {"A": torch.from_numpy(a).float().contiguous(),
+                            "b": torch.from_numpy(b).float().contiguous()},
+                     metadata={"space": space, "strength": f"{strength:g}"})
         sv = np.linalg.svd(a, compute_uv=False)
         print(f"affine {space} {strength:g}: singular values [{sv.min():.3f}, {sv.max():.3f}], "
               f"|b| max {np.abs(b).max():.3f} -> {path}")

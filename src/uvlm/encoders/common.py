@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from uvlm.utils import file_mode
+
 #: fraction of the steps spent on linear warm-up before the cosine decay
 WARMUP = 0.05
 
@@ -53,5 +55,9 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    # library writers (save_pretrained's safetensors) create some files 0600; match open()
+    for f in tmp.rglob("*"):
+        if f.is_file():
+            f.chmod(file_mode())
     shutil.rmtree(path, ignore_errors=True)
     tmp.rename(path)

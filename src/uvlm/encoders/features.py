@@ -11,14 +11,13 @@ from __future__ import annotations
 import time
 
 import torch
-from safetensors.torch import save_file
 from tqdm import tqdm
 
 from uvlm import provenance
 from uvlm.config import Config, command_parser, parse_command
 from uvlm.encoders import SPACES, features_path, load_vision_model, space_info
 from uvlm.encoders.images import SPLITS, check_split, read_images
-from uvlm.utils import atomic_path
+from uvlm.utils import save_tensors
 
 
 @torch.inference_mode()
@@ -52,9 +51,8 @@ def main(argv: list[str]) -> None:
     tower = load_vision_model(cfg, args.space).to(device)
     out = encode_split(cfg, args.space, args.split, tower, device)
     path = features_path(cfg, args.space, args.split)
-    with atomic_path(path) as tmp:
-        save_file({SPACES[args.space].features_key: out}, tmp,
-                  metadata={"space": args.space, "split": args.split, "config_hash": cfg.hash()})
+    save_tensors(path, {SPACES[args.space].features_key: out},
+                 metadata={"space": args.space, "split": args.split, "config_hash": cfg.hash()})
     provenance.write(cfg, "encoders-features", space=args.space, split=args.split)
     print(f"encoders-features: {args.space} {args.split} {tuple(out.shape)} {out.dtype} -> "
           f"{path} in {time.perf_counter() - start:.1f} s on {device}")

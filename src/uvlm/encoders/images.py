@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from uvlm import UvlmError
 from uvlm.config import Config
 from uvlm.data.build import SPLITS, split_size
 from uvlm.data.records import image_file
@@ -41,9 +42,9 @@ def read_image(path: Path, size: int) -> np.ndarray:
         with Image.open(path) as im:
             arr = np.asarray(im.convert("RGB"))
     except (OSError, UnidentifiedImageError) as e:
-        raise ValueError(f"{path}: corrupt or unreadable image ({e})") from None
+        raise UvlmError(f"{path}: corrupt or unreadable image ({e})") from None
     if arr.shape != (size, size, 3):
-        raise ValueError(f"{path}: image is {arr.shape[1]}x{arr.shape[0]}, "
+        raise UvlmError(f"{path}: image is {arr.shape[1]}x{arr.shape[0]}, "
                          f"expected {size}x{size} (data.image_size)")
     return arr
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
+from uvlm import UvlmError
 from uvlm.encoders.images import resize
 from uvlm.encoders.vq import VQModel
 
@@ -97,10 +98,10 @@ def load_hf_vision(cls: type, path: str, checks: dict[str, tuple[str, int]]) -> 
                    for k, got, want in sorted(info["mismatched_keys"])])
     if problems:
         more = f" and {len(problems) - 10} more" if len(problems) > 10 else ""
-        raise ValueError(f"{path}: {cls.__name__} weights do not fit: "
+        raise UvlmError(f"{path}: {cls.__name__} weights do not fit: "
                          f"{'; '.join(problems[:10])}{more}")
     for attr, (key, want) in checks.items():
         got = getattr(model.config, attr)
         if got != want:
-            raise ValueError(f"{path}: {attr} is {got} but the config says {key}={want}")
+            raise UvlmError(f"{path}: {attr} is {got} but the config says {key}={want}")
     return model

@@ -34,9 +34,9 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
-from uvlm.utils import atomic_path, atomic_write
+from uvlm import UvlmError
+from uvlm.utils import atomic_write, load_tensors, save_tensors
 
 #: length of the rolling window of recently used codes (a buffer in LlamaGen's checkpoints)
 USAGE_WINDOW = 65536
@@ -355,10 +355,10 @@ def load_llamagen_checkpoint(path: str | Path, args: VQArgs) -> VQModel:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several unrelated types for a bad file
-        raise ValueError(f"{path}: not a loadable torch checkpoint ({e})") from None
+        raise UvlmError(f"{path}: not a loadable torch checkpoint ({e})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         keys = list(ckpt)[:10] if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path}: expected a dict with a 'model' entry, got {keys}")
+        raise UvlmError(f"{path}: expected a dict with a 'model' entry, got {keys}")
     model = VQModel(args)
     check_state_dict(model, ckpt["model"], str(path))
     model.load_state_dict(ckpt["model"])
@@ -369,8 +369,7 @@ def save_vq(model: VQModel, out_dir: str | Path) -> None:
     """``model.safetensors`` + ``config.json`` (the VQArgs) in ``out_dir``."""
     out_dir = Path(out_dir)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(out_dir / "model.safetensors") as tmp:
-        save_file(state, tmp)
+    save_tensors(out_dir / "model.safetensors", state)
     with atomic_write(out_dir / "config.json") as fh:
         json.dump(dataclasses.asdict(model.args), fh, indent=1)
         fh.write("\n")
@@ -387,9 +386,9 @@ def load_vq_dir(path: str | Path) -> VQModel:
     try:
         args = VQArgs(**{**raw, "ch_mult": tuple(raw["ch_mult"])})
     except (TypeError, KeyError) as e:
-        raise ValueError(f"{files[0]}: not a VQ config ({e})") from None
+        raise UvlmError(f"{files[0]}: not a VQ config ({e})") from None
     model = VQModel(args)
-    state = load_file(files[1])
+    state = load_tensors(files[1])
     check_state_dict(model, state, str(files[1]))
     model.load_state_dict(state)
     return model.eval()

@@ -32,6 +32,7 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from uvlm import UvlmError
 from uvlm.data.tasks import ATTRIBUTES, POSITIONS, TASKS, WEATHERS
 from uvlm.utils import atomic_write
 
@@ -63,7 +64,7 @@ FIELDS: dict[str, tuple[type, ...]] = {
 }
 
 
-class AnswersError(ValueError):
+class AnswersError(UvlmError):
     """An answers row is malformed; the message names the file/line or question."""
 
 
@@ -129,22 +130,27 @@ def read_answers(path: str | Path, official_only: bool = False) -> list[dict]:
         raise FileNotFoundError(f"{path}: answers file not found")
     rows = []
     seen: set[str] = set()
-    with path.open() as fh:
-        for lineno, line in enumerate(fh, 1):
-            where = f"{path}:{lineno}"
-            if not line.strip():
-                raise AnswersError(f"{where}: empty line")
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise AnswersError(f"{where}: not valid JSON ({e.msg})") from None
-            validate_row(row, where, official_only)
-            if not official_only:
-                if row["question_id"] in seen:
-                    raise AnswersError(f"{where}: duplicate question_id "
-                                       f"{row['question_id']!r}")
-                seen.add(row["question_id"])
-            rows.append(row)
+    # blank lines at the end are an editor's trailing newline; one in the middle is a
+    # row lost, so it is refused (split on "\n" only: JSON strings may hold U+2028)
+    lines = path.read_text().split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise AnswersError(f"{path}: empty answers file (no rows to score)")
+    for lineno, line in enumerate(lines, 1):
+        where = f"{path}:{lineno}"
+        if not line.strip():
+            raise AnswersError(f"{where}: empty line")
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise AnswersError(f"{where}: not valid JSON ({e.msg})") from None
+        validate_row(row, where, official_only)
+        if not official_only:
+            if row["question_id"] in seen:
+                raise AnswersError(f"{where}: duplicate question_id {row['question_id']!r}")
+            seen.add(row["question_id"])
+        rows.append(row)
     return rows
 
 

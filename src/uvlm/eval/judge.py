@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from uvlm.data.tasks import POSITIONS, WEATHERS
@@ -245,17 +244,17 @@ def judge_dir(cfg, space: str) -> Path:
 
 
 def save_judge(judge: Judge, out_dir: Path, meta: dict) -> None:
-    from uvlm.utils import atomic_path, write_json
+    from uvlm.utils import save_tensors, write_json
 
-    with atomic_path(out_dir / "model.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in judge.state_dict().items()}, str(tmp))
+    save_tensors(out_dir / "model.safetensors",
+                 {k: v.contiguous() for k, v in judge.state_dict().items()})
     write_json(out_dir / "config.json", {"space": judge.space, "trunk": judge.trunk_kwargs,
                                          "heads": HEADS, "feature_dim": FEATURE_DIM, **meta})
 
 
 def load_judge(cfg, space: str) -> Judge:
     """The trained judge of ``space``; its config must match this package's heads."""
-    from uvlm.utils import read_json
+    from uvlm.utils import load_tensors, read_json
 
     d = judge_dir(cfg, space)
     if not (d / "model.safetensors").is_file():
@@ -266,7 +265,7 @@ def load_judge(cfg, space: str) -> Judge:
         raise ValueError(f"{d / 'config.json'}: judge built for space {meta['space']!r}, "
                          f"heads {meta['heads']}; expected {space!r}, {HEADS}")
     judge = Judge(space, **meta["trunk"])
-    judge.load_state_dict(load_file(str(d / "model.safetensors")))
+    judge.load_state_dict(load_tensors(d / "model.safetensors"))
     return judge.eval()
 
 

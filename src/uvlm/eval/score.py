@@ -32,7 +32,7 @@ from uvlm.eval.continuous import mean_cosine, retrieval_top1
 from uvlm.eval.fid import extract_in_batches, fid_from_features
 from uvlm.eval.judge import Judge, reading_ratios
 from uvlm.eval.vqa import PROTOCOLS, vqa_ratios
-from uvlm.utils import stream_seed
+from uvlm.utils import load_tensors, stream_seed
 
 
 def _table(ratios: Ratios, n_resamples: int, seed: int) -> dict:
@@ -130,7 +130,6 @@ def load_generated(answers_path: str | Path, rows: Sequence[dict], kind: str) ->
     key "features" (T, D) -> float (M, T, D). A missing file raises naming it and the row.
     """
     from PIL import Image
-    from safetensors.torch import load_file
 
     base = Path(answers_path).parent
     out = []
@@ -145,7 +144,7 @@ def load_generated(answers_path: str | Path, rows: Sequence[dict], kind: str) ->
             with Image.open(path) as im:
                 out.append(torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1))
         elif kind == "features":
-            out.append(load_file(str(path))["features"])
+            out.append(load_tensors(path)["features"])
         else:
             raise ValueError(f"generated output kind {kind!r}; allowed: pixels, features")
     return torch.stack(out)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from uvlm import UvlmError
 from uvlm.config import Config, ConfigError, command_parser, parse_command
 from uvlm.data.tasks import GENERATION_ANSWERS
 from uvlm.llava import data_file, data_names
@@ -49,12 +50,12 @@ def read_llava_json(path: str | Path, key: str) -> list[dict]:
     try:
         records = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"llava.{key}: {path} is not valid JSON ({e})") from None
+        raise UvlmError(f"llava.{key}: {path} is not valid JSON ({e})") from None
     if not isinstance(records, list):
-        raise ValueError(f"llava.{key}: {path} must hold a list of records")
+        raise UvlmError(f"llava.{key}: {path} must hold a list of records")
     for i, r in enumerate(records):
         if not isinstance(r, dict) or not isinstance(r.get("conversations"), list):
-            raise ValueError(f"llava.{key}: {path} record {i} has no conversations list")
+            raise UvlmError(f"llava.{key}: {path} record {i} has no conversations list")
     return records
 
 

@@ -19,6 +19,7 @@ import torch.nn as nn
 from PIL import Image, UnidentifiedImageError
 from transformers.image_utils import OPENAI_CLIP_MEAN
 
+from uvlm import UvlmError
 from uvlm.config import Config
 from uvlm.data.tasks import IMAGE_TOKEN
 from uvlm.encoders import load_vision_model, space_info
@@ -86,7 +87,7 @@ def load_image(path: Path) -> Image.Image:
         with Image.open(path) as im:
             return im.convert("RGB")
     except (OSError, UnidentifiedImageError) as e:
-        raise ValueError(f"{path}: unreadable image ({e})") from None
+        raise UvlmError(f"{path}: unreadable image ({e})") from None
 
 
 def pad_to_square(image: Image.Image) -> Image.Image:

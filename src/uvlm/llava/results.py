@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from uvlm import UvlmError
 from uvlm.config import Config, command_parser, parse_command
 from uvlm.grid import Run, parse_run
 from uvlm.report.collect import llava_results_path, read_lmms_eval
@@ -32,7 +33,7 @@ def collect(cfg: Config, run: Run, raw: Path) -> Path:
     read_lmms_eval(src)  # refuses a file that is not lmms-eval's
     missing = [t for t in cfg.llava.tasks if t not in read_json(src)["results"]]
     if missing:
-        raise ValueError(f"{src}: no results for llava.tasks {', '.join(missing)}")
+        raise UvlmError(f"{src}: no results for llava.tasks {', '.join(missing)}")
     out = llava_results_path(cfg, run)
     with atomic_path(out) as tmp:
         shutil.copyfile(src, tmp)

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import torch
 import yaml
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
+from uvlm import UvlmError
 from uvlm.config import Config, from_dict, to_dict
 from uvlm.grid import Run, parse_run
 from uvlm.model.unified import ModelContext, UnifiedVLM, build_model, saved_keys
-from uvlm.utils import atomic_path, atomic_write
+from uvlm.utils import atomic_write, load_tensors, save_tensors
 
 
 def save_weights(model: UnifiedVLM, path: Path, lora: bool) -> None:
@@ -29,8 +28,7 @@ def save_weights(model: UnifiedVLM, path: Path, lora: bool) -> None:
         # tied weights share storage, which safetensors refuses: store a copy
         out[k] = t.clone() if t.data_ptr() in seen else t.contiguous()
         seen.add(t.data_ptr())
-    with atomic_path(path) as tmp:
-        save_file(out, str(tmp))
+    save_tensors(path, out)
 
 
 def load_weights(model: UnifiedVLM, path: Path, lora: bool) -> None:
@@ -38,22 +36,19 @@ def load_weights(model: UnifiedVLM, path: Path, lora: bool) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint weights not found")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+    tensors = load_tensors(path)
     state = model.state_dict()
     want = saved_keys(model, lora)
     missing = [k for k in want if k not in tensors]
     extra = sorted(set(tensors) - set(want))
     if missing or extra:
         key = (missing or extra)[0]
-        raise ValueError(f"{path}: key {key!r} is {'missing' if missing else 'unexpected'} "
+        raise UvlmError(f"{path}: key {key!r} is {'missing' if missing else 'unexpected'} "
                          f"({len(missing)} missing, {len(extra)} unexpected); does the "
                          f"checkpoint belong to this config and run?")
     for k in want:
         if tensors[k].shape != state[k].shape:
-            raise ValueError(f"{path}: key {k!r} has shape {tuple(tensors[k].shape)}, the "
+            raise UvlmError(f"{path}: key {k!r} has shape {tuple(tensors[k].shape)}, the "
                              f"model expects {tuple(state[k].shape)}")
     model.load_state_dict(tensors, strict=False)
 
@@ -72,7 +67,7 @@ def read_checkpoint_config(ckpt: Path) -> tuple[Config, Run, dict]:
         raise FileNotFoundError(f"{path}: checkpoint config not found")
     raw = yaml.safe_load(path.read_text())
     if not isinstance(raw, dict) or "checkpoint" not in raw:
-        raise ValueError(f"{path}: no 'checkpoint' section; not written by uvlm train")
+        raise UvlmError(f"{path}: no 'checkpoint' section; not written by uvlm train")
     info = raw.pop("checkpoint")
     return from_dict(raw, str(path)), parse_run(info["run"]), info
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from uvlm import UvlmError
 from uvlm.config import Config
 from uvlm.eval.bootstrap import Ratios
 from uvlm.grid import Run, run_seeds
@@ -109,7 +110,7 @@ def _read_json(path: Path):
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise UvlmError(f"{path}: not valid JSON ({e})") from None
 
 
 def _number(x, where: str) -> float:
@@ -130,7 +131,7 @@ def read_metrics(path: Path) -> list[dict]:
     """Rows (section, metric, value, lo, hi, n_items, note) of one ``metrics.json``."""
     data = _read_json(path)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: top level must be a mapping of sections")
+        raise UvlmError(f"{path}: top level must be a mapping of sections")
     rows = []
     for section, entries in data.items():
         where = f"{path}: {section}"
@@ -201,7 +202,7 @@ def read_probe(path: Path) -> Probe:
     data = _read_json(path)
     for key in ("probe_accuracy", "tsne", "labels"):
         if key not in data:
-            raise ValueError(f"{path}: missing key {key!r}")
+            raise UvlmError(f"{path}: missing key {key!r}")
     acc = _number(data["probe_accuracy"], f"{path}: probe_accuracy")
     if "ci" in data:
         lo, hi = _interval(data["ci"].get("probe_accuracy"), f"{path}: ci.probe_accuracy")
@@ -212,7 +213,7 @@ def read_probe(path: Path) -> Probe:
     tsne = np.asarray(data["tsne"], dtype=float)
     labels = [str(x) for x in data["labels"]]
     if tsne.ndim != 2 or tsne.shape[1] != 2 or len(labels) != tsne.shape[0]:
-        raise ValueError(f"{path}: tsne must be N x 2 with N labels, got shape {tsne.shape} "
+        raise UvlmError(f"{path}: tsne must be N x 2 with N labels, got shape {tsne.shape} "
                          f"and {len(labels)} labels")
     return Probe(acc, lo, hi, tsne, labels)
 
@@ -246,12 +247,12 @@ def read_final_step(path: Path) -> int:
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{i}: not valid JSON ({e})") from None
+            raise UvlmError(f"{path}:{i}: not valid JSON ({e})") from None
         if "step" not in rec:
-            raise ValueError(f"{path}:{i}: record has no 'step'")
+            raise UvlmError(f"{path}:{i}: record has no 'step'")
         step = int(rec["step"])
     if step is None:
-        raise ValueError(f"{path}: empty training log")
+        raise UvlmError(f"{path}: empty training log")
     return step
 
 
@@ -304,7 +305,7 @@ def read_lmms_eval(path: Path) -> dict[str, tuple[float, float, float]]:
     data = _read_json(path)
     results = data.get("results") if isinstance(data, dict) else None
     if not isinstance(results, dict):
-        raise ValueError(f"{path}: not an lmms-eval results file (no 'results' mapping)")
+        raise UvlmError(f"{path}: not an lmms-eval results file (no 'results' mapping)")
     out = {}
     for key, b in BENCHMARKS.items():
         task = results.get(b.task)
@@ -381,8 +382,9 @@ def item_weights(seed: int, n: int, clusters: tuple[str, ...]) -> np.ndarray:
     every run weights an item the same, whichever other items a run was scored on: runs are
     paired item by item without a shared list of items.
     """
-    return np.stack([np.random.default_rng(stream_seed(seed, "items", c)).poisson(1.0, n)
-                     for c in clusters], axis=1).astype(float)
+    cols = [np.random.default_rng(stream_seed(seed, "items", c)).poisson(1.0, n)
+            for c in clusters]
+    return np.stack(cols, axis=1).astype(float) if cols else np.zeros((n, 0))
 
 
 def replicates(ratios: Ratios, weights: np.ndarray) -> dict[str, np.ndarray]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from uvlm import UvlmError
 from uvlm.report.collect import BENCHMARKS
 from uvlm.report.spec import VQA_METRICS, VQA_SECTIONS
 
@@ -51,7 +52,7 @@ def load_reference(path: Path = REFERENCE_PATH) -> dict:
         _scores(run["scores"], VQA_METRICS, f"{where}.runs.{mode}.scores")
     for entry in (curve, biased):
         if entry["protocol"] not in VQA_SECTIONS:
-            raise ValueError(f"{path}: protocol {entry['protocol']!r} is not one of "
+            raise UvlmError(f"{path}: protocol {entry['protocol']!r} is not one of "
                              f"{', '.join(VQA_SECTIONS)}")
     _need(ref["adapter_probe"], ("source", "commit", "arch", "mode", "probe_accuracy"),
           f"{path}: adapter_probe")
