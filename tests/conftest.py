@@ -7,6 +7,7 @@ import torch
 torch.set_num_threads(1)
 
 
+import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
@@ -16,19 +17,40 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "workflow", "config")
+WORKFLOW_FILES = ("workflow", "config")
 
 
 def copy_workflow(dest: Path) -> Path:
-    """A working copy of the workflow (Snakefile, rules, configs) to run it in isolation."""
+    """A working copy of the workflow (workflow/Snakefile, rules, profiles, configs) to run it
+    in isolation; its jobs and the Snakefile use the installed uvlm."""
     for name in WORKFLOW_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name)
-        else:
-            shutil.copy2(src, dest / name)
-    (dest / "profiles").symlink_to("workflow/profiles")
+        shutil.copytree(ROOT / name, dest / name)
     return dest
+
+
+# The rules of the workflow as Snakemake parses it (rules made in a loop included), with
+# what the tests check on each; printed as JSON by a child process (Snakemake's API keeps
+# global state).
+RULES_OF = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+with SnakemakeApi(OutputSettings()) as api:
+    wf = api.workflow(resource_settings=ResourceSettings(), snakefile=Path("workflow/Snakefile"),
+                      config_settings=ConfigSettings(configfiles=[Path(sys.argv[1])]))._workflow
+    print(json.dumps({r.name: {"local": r.name in wf._localrules, "norun": r.norun,
+                               "benchmark": str(r.benchmark or "")} for r in wf.rules}))
+"""
+
+
+def workflow_rules(configfile: str = "config/smoke.yaml") -> dict[str, dict]:
+    """{rule name: {"local", "norun", "benchmark"}} of the workflow under ``configfile``."""
+    p = subprocess.run([sys.executable, "-c", RULES_OF, configfile], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout.splitlines()[-1])
 
 
 def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -31,6 +31,26 @@ def test_committed_schema_is_generated_from_the_dataclasses():
         "regenerate: python -m uvlm config-schema > workflow/schemas/config.schema.yaml")
 
 
+def config_keys(node: dict, prefix: str = "") -> list[str]:
+    """Dotted paths of every leaf key of the schema (`data.bias.other_fraction`, ...)."""
+    keys = []
+    for name, sub in node.get("properties", {}).items():
+        keys += (config_keys(sub, f"{prefix}{name}.") if "properties" in sub
+                 else [f"{prefix}{name}"])
+    return keys
+
+
+def test_config_readme_describes_every_key():
+    """config/README.md has a row for every key the schema knows, and none it does not."""
+    readme = (ROOT / "config/README.md").read_text()
+    keys = config_keys(json_schema())
+    rows = {line.split("|")[1].strip().strip("`") for line in readme.splitlines()
+            if line.startswith("| `")}
+    assert not set(keys) - rows, f"describe in config/README.md: {sorted(set(keys) - rows)}"
+    stale = rows - set(keys) - {f"{p.stem}.yaml" for p in CONFIGS}  # the table of files
+    assert not stale, f"config/README.md describes keys the config lacks: {sorted(stale)}"
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

@@ -109,14 +109,14 @@ class Producer:
 
 
 def install_stand_in(repo: Path, request: pytest.FixtureRequest) -> None:
-    (repo / "Snakefile").write_text(STAND_IN)
+    (repo / "workflow").mkdir()
+    (repo / "workflow/Snakefile").write_text(STAND_IN)
 
 
 def install_smoke(repo: Path, request: pytest.FixtureRequest) -> None:
     """The repository's workflow and the session's smoke results (mtimes kept), so that
     running the workflow in the repository finds everything up to date."""
     done = request.getfixturevalue("smoke_run")
-    shutil.copy2(ROOT / "Snakefile", repo / "Snakefile")
     shutil.copytree(ROOT / "workflow", repo / "workflow")
     shutil.copytree(done / "results/smoke", repo / "results/smoke")
 
@@ -158,7 +158,7 @@ def dvc(cwd: Path, *args: str, ok: bool | None = True) -> subprocess.CompletedPr
 
 def snakemake(cwd: Path, producer: Producer, *args: str, ok: bool | None = True):
     return run(cwd, sys.executable, "-m", "snakemake", "--workflow-profile", "none", "-c2",
-               "--snakefile", str(cwd / "Snakefile"), *producer.config_args, *args, ok=ok)
+               "--snakefile", str(cwd / "workflow/Snakefile"), *producer.config_args, *args, ok=ok)
 
 
 def planned(output: str) -> dict[str, int]:

@@ -198,3 +198,20 @@ def test_default_profile_is_found_for_the_repository_snakefile():
         f"{snakefile.relative_to(ROOT)}: move the Snakefile to workflow/Snakefile or link "
         "profiles -> workflow/profiles")
 
+
+
+def test_citation_matches_the_package():
+    """CITATION.cff ("cite this repository") states pyproject.toml's version and licence."""
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["version"] == PYPROJECT["project"]["version"]
+    assert cff["license"] == PYPROJECT["project"]["license"]
+    assert "arXiv:2505.23043" in str(cff["preferred-citation"]["identifiers"])
+
+
+def test_uvlm_console_script_is_the_module_entry_point():
+    """`uvlm ...` runs what `python -m uvlm ...` runs."""
+    import importlib
+
+    module, func = PYPROJECT["project"]["scripts"]["uvlm"].split(":")
+    assert getattr(importlib.import_module(module), func) is importlib.import_module(
+        "uvlm.__main__").main

@@ -29,7 +29,8 @@ import pytest
 import yaml
 from snakemake.profiles import ProfileConfigFileParser
 
-from test_workflow import planned_jobs
+from conftest import workflow_rules
+from test_workflow import TINY_RULES, planned_jobs
 from uvlm.config import load
 from uvlm.report import targets
 
@@ -90,10 +91,7 @@ def test_every_profile_entry_is_commented():
 
 
 def workflow_rule_names() -> set[str]:
-    names = set()
-    for smk in (ROOT / "workflow/rules").glob("*.smk"):
-        names |= set(re.findall(r"^rule (\w+):", smk.read_text(), flags=re.M))
-    return names
+    return set(workflow_rules())
 
 
 def test_profile_names_only_rules_that_exist(monkeypatch):
@@ -293,6 +291,7 @@ def test_smoke_grid_runs_through_slurm_to_the_paper_tables(cluster, smoke_run):
     assert Counter(rule for _, rule in started) == plan
     remote = Counter(rule for local, rule in started if not local)
     assert {"data_split", "features", "train_run", "eval_run", "judge"} <= set(remote)
+    assert not {r for r in remote if r in TINY_RULES or r.startswith("paper_")}, remote
     job_logs = sorted(slurm_logs.rglob("*.log"))
     assert Counter(p.relative_to(slurm_logs).parts[0].removeprefix("rule_")
                    for p in job_logs) == remote

@@ -1,19 +1,74 @@
-"""The Snakemake DAG: every config plans, bad configs are refused before any job runs."""
+"""The Snakemake DAG: every config plans, bad configs are refused before any job runs, and
+planning needs nothing but Snakemake (the `--sdm conda` path: uvlm and its dependencies live
+only in the jobs' environment)."""
 
 import os
+import re
 import subprocess
 import sys
 import time
+import tomllib
+from importlib.metadata import PackageNotFoundError, packages_distributions, requires
 from pathlib import Path
 
 import pytest
+
+from conftest import workflow_rules
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def snakemake(*args, cwd=ROOT, check=True):
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+def _dist(requirement: str) -> str:
+    """The normalised distribution name of a requirement such as `pyyaml==6.0.4`."""
+    return re.split(r"[\s;<>=!~\[(]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def installed_with(dist: str, seen: set[str]) -> set[str]:
+    """`seen` plus the distributions that installing `dist` brings (its requirements without
+    extras, recursively)."""
+    dist = _dist(dist)
+    if dist in seen:
+        return seen
+    seen.add(dist)
+    try:
+        reqs = requires(dist) or []
+    except PackageNotFoundError:  # a requirement for another platform or Python
+        return seen
+    for req in reqs:
+        if "extra ==" not in req:
+            installed_with(req, seen)
+    return seen
+
+
+def modules_snakemake_lacks() -> set[str]:
+    """Import names of what uvlm installs beside Snakemake (its dependencies and the SLURM
+    plugin of the `slurm` extra) that `pip install snakemake` does not bring: torch,
+    transformers, numpy, pandas, ..., and uvlm itself."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {_dist(d) for d in project["dependencies"] + project["optional-dependencies"]["slurm"]}
+    missing = wanted - installed_with("snakemake", set())
+    return {"uvlm"} | {module for module, dists in packages_distributions().items()
+                       if module.isidentifier() and any(_dist(d) in missing for d in dists)}
+
+
+@pytest.fixture(scope="module")
+def snakemake_only(tmp_path_factory) -> dict[str, str]:
+    """Environment variables under which the interpreter acts as one holding only Snakemake:
+    each of `modules_snakemake_lacks()` is a stub module, first on PYTHONPATH, that raises
+    ImportError. Modules, not packages: Snakemake loads every *package* named
+    snakemake_executor_plugin_* on sys.path and pkgutil lists only the first of a name, so
+    the stub also hides the installed SLURM plugin (which imports pandas)."""
+    stubs = tmp_path_factory.mktemp("snakemake-only")
+    for module in modules_snakemake_lacks():
+        (stubs / f"{module}.py").write_text(
+            f"raise ImportError('{module} is not importable in a Snakemake-only environment')\n")
+    return {"PYTHONPATH": str(stubs)}
+
+
+def snakemake(*args, cwd=ROOT, check=True, env=None):
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+               **(env or {}))
     p = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, env=env, capture_output=True, text=True)
     if check and p.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{p.stdout}\n{p.stderr}")
@@ -37,9 +92,11 @@ def planned_jobs(output: str) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("cfg", ["smoke", "config", "paper", "llava"])
-def test_dry_run_plans_every_config(cfg):
+def test_dry_run_plans_every_config(cfg, snakemake_only):
+    """Every config plans where only Snakemake's own packages import (a dry run of the
+    default profile's environment, with torch, numpy, ... and uvlm itself missing)."""
     t0 = time.time()
-    p = snakemake("-n", "--configfile", f"config/{cfg}.yaml", "--forceall")
+    p = snakemake("-n", "--configfile", f"config/{cfg}.yaml", "--forceall", env=snakemake_only)
     jobs = planned_jobs(p.stdout)
     assert jobs.get("total", 0) > 0, p.stdout
     if cfg == "paper":
@@ -87,8 +144,9 @@ def test_workflow_and_config_schema_check_refuse_the_same_configs(tmp_path, old,
 
 
 @pytest.mark.parametrize("cfg", ["smoke", "llava"])
-def test_lint_passes(cfg):
-    p = snakemake("--lint", "--configfile", f"config/{cfg}.yaml", check=False)
+def test_lint_passes(cfg, snakemake_only):
+    p = snakemake("--lint", "--configfile", f"config/{cfg}.yaml", check=False,
+                  env=snakemake_only)
     assert p.returncode == 0, p.stdout + p.stderr
 
 
@@ -108,3 +166,36 @@ def test_only_the_checkpoints_a_target_reads_are_evaluated():
     jobs = planned_jobs(snakemake("-n", "eval", "--configfile", "config/smoke.yaml").stdout)
     assert jobs["eval_run"] == len(curves) * len(cfg.grid.seeds)
     assert jobs["eval_final"] == len(reads) - len(curves)
+
+
+def test_the_import_stubs_block_what_snakemake_lacks(snakemake_only):
+    """The stubs of test_dry_run_plans_every_config do block: torch, transformers, numpy and
+    an installed uvlm fail to import under them, Snakemake itself still imports."""
+    lacking = modules_snakemake_lacks()
+    assert {"torch", "transformers", "numpy", "pandas", "uvlm"} <= lacking
+    assert not {"snakemake", "yaml", "jsonschema"} & lacking
+    env = dict(os.environ, **snakemake_only)
+    for module, ok in [("torch", False), ("transformers", False), ("uvlm", False),
+                       ("snakemake", True)]:
+        p = subprocess.run([sys.executable, "-c", f"import {module}"], env=env,
+                           capture_output=True, text=True)
+        assert (p.returncode == 0) == ok, (module, p.stderr)
+
+
+# Rules whose jobs take seconds: run where Snakemake runs, never submitted to a cluster.
+TINY_RULES = {"tokenizer", "affine", "data_variants", "resource_missing"}
+
+
+def test_tiny_jobs_are_local_and_every_job_that_works_is_benchmarked():
+    """Each tiny rule is a local rule (under the slurm profile it runs on the login node
+    instead of waiting in the queue for 60 minutes and 8 GB), every other rule that runs
+    something is not; every rule that does work writes a benchmark file where
+    `python -m uvlm timing` reads it (results/<cfg>/benchmarks/<stage>/)."""
+    rules = {name: r for name, r in workflow_rules().items()
+             if not r["norun"]}  # target rules (all, data, ..., mutual) run nothing
+    tiny = TINY_RULES | {name for name in rules if name.startswith("paper_")}
+    assert {name for name, r in rules.items() if r["local"]} == tiny
+    assert {"train_run", "eval_run", "data_split", "features", "judge"} <= rules.keys() - tiny
+    for name, r in rules.items():
+        if name != "resource_missing":  # it only stops the run
+            assert r["benchmark"].startswith("results/smoke/benchmarks/"), (name, r)

@@ -45,11 +45,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def show_progress_in_logs() -> None:
+    """Snakemake sends each job's output to a log file, where Python buffers stdout in blocks
+    of 8 KB: a job would look idle for minutes. Flush every line as it is written instead;
+    the Hugging Face libraries' progress bars (weight loading, downloads) redraw in place,
+    so they are off outside a terminal (uvlm's own bars: uvlm.progress)."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):  # a TextIOWrapper, unless a test replaced it
+            stream.reconfigure(line_buffering=True)
+    if not sys.stderr.isatty():
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     debug = os.environ.get("UVLM_DEBUG", "") not in ("", "0")
     if argv[:1] == ["--debug"]:
         debug, argv = True, argv[1:]
+    show_progress_in_logs()
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: python -m uvlm [--debug] COMMAND [args]\n\n--debug (or UVLM_DEBUG=1) "
               "shows the traceback of an error\n\ncommands:")

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from uvlm import encoders, provenance
 from uvlm.config import Config, command_parser, parse_command
@@ -33,6 +32,7 @@ from uvlm.model.batching import MODE_TASKS, Template
 from uvlm.model.checkpoint import load_trained
 from uvlm.model.context import load_context
 from uvlm.model.generate import draw, generate_text
+from uvlm.progress import progress_bar
 from uvlm.utils import atomic_path, save_tensors, stream_seed
 
 JUDGE_OF_SPACE = {"vq": "pixels", "siglip": "siglip"}
@@ -133,7 +133,7 @@ def evaluate_run(cfg: Config, run: Run, seed: int, which: str = "all") -> None:
         else:
             score_kw["gt_features"] = encoders.load_features(cfg, run.gen_space, "test")
 
-    for ckpt in tqdm(ckpts, desc=f"eval {run.name} seed{seed}", unit="ckpt"):
+    for ckpt in progress_bar(ckpts, desc=f"eval {run.name} seed{seed}", unit="ckpt"):
         model, _, _, _ = load_trained(ckpt, ctx)
         template = Template(ctx.tokenizer, cfg.model.system_prompt, ctx.und.num_tokens,
                             ctx.gen.num_tokens, cfg.model.llm.max_length)

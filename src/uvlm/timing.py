@@ -1,8 +1,9 @@
 """`python -m uvlm timing RESULTS_DIR`: where a pipeline run spent its time.
 
-Reads the benchmark files Snakemake writes for the long rules
-(``RESULTS_DIR/benchmarks/<stage>/**/*.tsv``: encoders, train, eval) and prints, per stage,
-the number of jobs and the sum and maximum of their wall-clock and CPU seconds, as Markdown.
+Reads the benchmark file Snakemake writes for every job that does work
+(``RESULTS_DIR/benchmarks/<stage>/<job>.tsv``, see :func:`benchmark_path`: data, encoders,
+train, eval, analysis, paper, llava) and prints, per stage, the number of jobs and the sum
+and maximum of their wall-clock and CPU seconds, as Markdown.
 The sum of wall seconds over the cores a run had is a lower bound of its elapsed time;
 Snakemake prints the elapsed time itself at the end of its log.
 """
@@ -16,6 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from uvlm import UvlmError
+
+BENCHMARKS = "benchmarks"  # under a config's results folder
+
+
+def benchmark_path(results: str | Path, stage: str, job: str) -> Path:
+    """Where the workflow's rules have Snakemake write a job's benchmark (``benchmark:``);
+    ``job`` may hold wildcards and folders (``{run}/seed{seed}``). One folder per stage, the
+    rows of :func:`table`."""
+    return Path(results) / BENCHMARKS / stage / f"{job}.tsv"
 
 
 @dataclass
@@ -47,7 +57,7 @@ def read_benchmark(path: Path) -> tuple[float, float]:
 
 
 def stages(results: Path) -> dict[str, Stage]:
-    root = results / "benchmarks"
+    root = results / BENCHMARKS
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no benchmark files; run the pipeline first")
     out: dict[str, Stage] = {}

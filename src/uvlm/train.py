@@ -31,7 +31,6 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator, PartialState
-from tqdm import tqdm
 
 from uvlm import provenance
 from uvlm.config import Config, ConfigError, command_parser, parse_command, to_dict
@@ -46,6 +45,7 @@ from uvlm.model.checkpoint import (
 from uvlm.model.context import load_train_inputs, mode_records
 from uvlm.model.unified import ModelContext, UnifiedVLM, build_model, check_arch
 from uvlm.precision import resolve
+from uvlm.progress import progress_bar
 from uvlm.utils import (
     atomic_write,
     load_tensors,
@@ -239,7 +239,7 @@ def _loop(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher, pr
         f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable params"
         + (f", resuming at step {start}" if start else ""))
 
-    bar = tqdm(total=total, initial=start, disable=not (progress and main))
+    bar = progress_bar(total=total, initial=start, disable=not (progress and main))
     t0, tokens, logged = time.perf_counter(), 0, start
     for step in range(start, total):
         for group, peak in zip(optimizer.param_groups, peaks, strict=True):
@@ -268,7 +268,7 @@ def _loop(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher, pr
         if not math.isfinite(loss):
             raise FloatingPointError(f"run {run.name} seed {seed}: loss {loss} at step {step}")
         bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}")
+        bar.set_postfix(loss=f"{loss:.3f}", refresh=False)  # shown at the next refresh
         done = step + 1
         if main and (done % tc.log_every == 0 or done == total):
             dt, t0 = time.perf_counter() - t0, time.perf_counter()

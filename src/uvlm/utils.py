@@ -16,9 +16,10 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # imported where used: the Snakefile imports this module while it plans
+    import numpy as np
 
 from uvlm import UvlmError
 
@@ -179,4 +180,6 @@ def stream_seed(seed: int, *names: str | int) -> int:
 
 
 def rng(seed: int, *names: str | int) -> np.random.Generator:
+    import numpy as np
+
     return np.random.default_rng(stream_seed(seed, *names))

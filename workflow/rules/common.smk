@@ -8,8 +8,7 @@ import yaml
 from snakemake.utils import validate
 
 from uvlm import config as uvlm_config
-from uvlm import grid, preflight
-from uvlm.encoders import space_info
+from uvlm import grid, preflight, timing
 from uvlm.report import experiment_targets, read_checkpoints
 from uvlm.report import targets as report_targets
 
@@ -49,6 +48,12 @@ wildcard_constraints:
     space="siglip|vq|clip",
     run=r"[A-Za-z0-9_.+-]+",
     seed=r"\d+",
+
+
+def benchmark(stage, job):
+    """A job's benchmark file (every rule that does work declares one), in the layout
+    `python -m uvlm timing` reads: one folder per stage, `job` as in the rule's log."""
+    return str(timing.benchmark_path(R, stage, job))
 
 
 def sections(*names):

@@ -12,6 +12,8 @@ rule data_split:
         depends=sections("data"),
     log:
         f"{R}/logs/data/{{split}}.log",
+    benchmark:
+        benchmark("data", "{split}")
     threads: 16  # capped at --cores locally; the slurm profile sets its own
     conda:
         "../envs/uvlm.yaml"
@@ -30,6 +32,9 @@ rule data_variants:
         depends=sections("data"),
     log:
         f"{R}/logs/data/variants.log",
+    benchmark:
+        benchmark("data", "variants")
+    localrule: True  # seconds of JSON; not worth a cluster job
     conda:
         "../envs/uvlm.yaml"
     shell:

@@ -13,6 +13,9 @@ rule tokenizer:
         depends=sections("data", "encoders", "model"),
     log:
         f"{R}/logs/encoders/tokenizer.log",
+    benchmark:
+        benchmark("encoders", "tokenizer")
+    localrule: True  # seconds; not worth a cluster job
     conda:
         "../envs/uvlm.yaml"
     shell:
@@ -36,7 +39,7 @@ rule siglip:
     conda:
         "../envs/uvlm.yaml"
     benchmark:
-        f"{R}/benchmarks/encoders/siglip.tsv"
+        benchmark("encoders", "siglip")
     shell:
         "OMP_NUM_THREADS={threads} python -m uvlm encoders-siglip --config {params.cfg} > {log} 2>&1"
 
@@ -62,7 +65,7 @@ rule vq:
     conda:
         "../envs/uvlm.yaml"
     benchmark:
-        f"{R}/benchmarks/encoders/vq.tsv"
+        benchmark("encoders", "vq")
     shell:
         "OMP_NUM_THREADS={threads} python -m uvlm encoders-vq --config {params.cfg} > {log} 2>&1"
 
@@ -78,6 +81,8 @@ rule features:
         depends=sections("data", "encoders"),
     log:
         f"{R}/logs/encoders/features_{{space}}_{{split}}.log",
+    benchmark:
+        benchmark("encoders", "features_{space}_{split}")
     threads: 1
     resources:
         gpu=1,
@@ -97,6 +102,9 @@ rule affine:
         depends=sections("encoders"),
     log:
         f"{R}/logs/encoders/affine.log",
+    benchmark:
+        benchmark("encoders", "affine")
+    localrule: True  # a few random matrices; not worth a cluster job
     conda:
         "../envs/uvlm.yaml"
     shell:
@@ -118,6 +126,7 @@ rule resource_missing:
         "resources/{file}",
     log:
         "results/logs/resource_missing/{file}.log",
+    localrule: True  # fails at once, on the machine the user watches
     conda:
         "../envs/uvlm.yaml"
     shell:

@@ -13,6 +13,8 @@ rule judge:
         depends=sections("data", "encoders", "eval"),
     log:
         f"{R}/logs/eval/judge_{{judge}}.log",
+    benchmark:
+        benchmark("eval", "judge_{judge}")
     wildcard_constraints:
         judge="pixels|siglip",
     threads: 1
@@ -45,7 +47,7 @@ for _name, _names, _ks in (("eval_run", ALL_CKPTS, CKPTS), ("eval_final", FINAL_
         log:
             f"{R}/logs/eval/{{run}}/seed{{seed}}.log",
         benchmark:
-            f"{R}/benchmarks/eval/{{run}}/seed{{seed}}.tsv"
+            benchmark("eval", "{run}/seed{seed}")
         wildcard_constraints:
             run=one_of(_names),
         threads: 1
@@ -76,6 +78,8 @@ rule analyze_adapters:
         depends=sections("data", "encoders", "model", "train", "eval"),
     log:
         f"{R}/logs/analysis/{{run}}/seed{{seed}}.log",
+    benchmark:
+        benchmark("analysis", "{run}/seed{seed}")
     threads: 1
     conda:
         "../envs/uvlm.yaml"
@@ -97,7 +101,7 @@ rule probe_spaces:
     log:
         f"{R}/logs/analysis/probe_spaces.log",
     benchmark:
-        f"{R}/benchmarks/analysis/probe_spaces.tsv"
+        benchmark("analysis", "probe_spaces")
     threads: 1
     conda:
         "../envs/uvlm.yaml"

@@ -15,6 +15,8 @@ rule llava_data:
         depends=llava_data_depends,
     log:
         f"{R}/logs/llava/data_{{name}}.log",
+    benchmark:
+        benchmark("llava", "data_{name}")
     wildcard_constraints:
         name=r"pretrain|sft-gen-\d+",
     conda:
@@ -38,7 +40,7 @@ rule llava_pretrain:
     log:
         f"{R}/logs/llava/pretrain_{{run}}_seed{{seed}}.log",
     benchmark:
-        f"{R}/benchmarks/llava/pretrain_{{run}}_seed{{seed}}.tsv"
+        benchmark("llava", "pretrain_{run}_seed{seed}")
     threads: 1
     resources:
         gpu=accelerate_gpus(CFG.train.accelerate_config),
@@ -48,7 +50,7 @@ rule llava_pretrain:
     shell:
         "OMP_NUM_THREADS={threads} accelerate launch --config_file {params.accelerate}"
         " -m uvlm llava-train --config {params.cfg} --stage pretrain --run {wildcards.run}"
-        " --seed {wildcards.seed} --no-progress > {log} 2>&1"
+        " --seed {wildcards.seed} > {log} 2>&1"
 
 
 rule llava_sft:
@@ -65,7 +67,7 @@ rule llava_sft:
     log:
         f"{R}/logs/llava/sft_{{run}}_seed{{seed}}.log",
     benchmark:
-        f"{R}/benchmarks/llava/sft_{{run}}_seed{{seed}}.tsv"
+        benchmark("llava", "sft_{run}_seed{seed}")
     threads: 1
     resources:
         gpu=accelerate_gpus(CFG.train.accelerate_config),
@@ -75,7 +77,7 @@ rule llava_sft:
     shell:
         "OMP_NUM_THREADS={threads} accelerate launch --config_file {params.accelerate}"
         " -m uvlm llava-train --config {params.cfg} --stage sft --run {wildcards.run}"
-        " --seed {wildcards.seed} --no-progress > {log} 2>&1"
+        " --seed {wildcards.seed} > {log} 2>&1"
 
 
 rule llava_eval:
@@ -94,7 +96,7 @@ rule llava_eval:
     log:
         f"{R}/logs/llava/eval_{{run}}.log",
     benchmark:
-        f"{R}/benchmarks/llava/eval_{{run}}.tsv"
+        benchmark("llava", "eval_{run}")
     threads: 1
     resources:
         gpu=1,

@@ -16,6 +16,9 @@ for _name, _target in report_targets(CFG).items():
             target=_name,
         log:
             f"{R}/logs/paper/{_name}.log",
+        benchmark:
+            benchmark("paper", _name)
+        localrule: True  # seconds of pandas and matplotlib; not worth a cluster job
         conda:
             "../envs/uvlm.yaml"
         shell:

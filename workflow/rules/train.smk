@@ -18,7 +18,7 @@ rule train_run:
     log:
         f"{R}/logs/train/{{run}}/seed{{seed}}.log",
     benchmark:
-        f"{R}/benchmarks/train/{{run}}/seed{{seed}}.tsv"
+        benchmark("train", "{run}/seed{seed}")
     threads: 1
     resources:
         gpu=1,
@@ -28,7 +28,7 @@ rule train_run:
     shell:
         "OMP_NUM_THREADS={threads} accelerate launch --config_file {params.accelerate}"
         " -m uvlm train --config {params.cfg} --run {wildcards.run} --seed {wildcards.seed}"
-        " --no-progress > {log} 2>&1"
+        " > {log} 2>&1"
 
 
 rule train:

@@ -25,14 +25,13 @@ import sys
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 from uvlm import provenance
 from uvlm.config import Config, command_parser, parse_command
 from uvlm.data.attributes import Watch, sample_watch
 from uvlm.data.records import image_file, write_attributes
 from uvlm.data.render import PNG_OPTIONS, Renderer
 from uvlm.data.tasks import make_records
+from uvlm.progress import progress_bar
 from uvlm.utils import rng, write_json
 
 SPLITS = ("train", "test", "extra")
@@ -87,7 +86,7 @@ def render_all(seed: int, split: str, n: int, size: int, font: str, out_dir: Pat
             for i in range(0, n, chunk)]
     results: list[tuple[Watch, list[dict]]] = []
     with contextlib.ExitStack() as stack:
-        bar = stack.enter_context(tqdm(total=n, unit="img", desc=f"data {split}",
+        bar = stack.enter_context(progress_bar(total=n, unit="img", desc=f"data {split}",
                                        file=sys.stderr, disable=not progress))
         if workers == 1:
             parts = map(_render_job, jobs)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import time
 
 import torch
-from tqdm import tqdm
 
 from uvlm import provenance
 from uvlm.config import Config, command_parser, parse_command
 from uvlm.encoders import SPACES, features_path, load_vision_model, space_info
 from uvlm.encoders.images import SPLITS, check_split, read_images
+from uvlm.progress import progress_bar
 from uvlm.utils import save_tensors
 
 
@@ -29,7 +29,7 @@ def encode_split(cfg: Config, space: str, split: str, tower: torch.nn.Module,
     shape = (n, info.num_tokens) if info.kind == "vq" else (n, info.num_tokens, info.feature_dim)
     out = torch.empty(shape, dtype=torch.int64 if info.kind == "vq" else torch.float32)
     bs = cfg.encoders.feature_batch_size
-    for start in tqdm(range(0, n, bs), desc=f"{space} {split}", disable=not progress):
+    for start in progress_bar(range(0, n, bs), desc=f"{space} {split}", disable=not progress):
         ids = range(start, min(n, start + bs))
         images = read_images(cfg, split, ids).to(device).float() / 255.0
         y = tower(images)

@@ -1,6 +1,7 @@
 # Modified from:
 #   LlamaGen: https://github.com/FoundationVision/LlamaGen/blob/edae19d61a0fbf732f6f4982498e2a8af50d42df/tokenizer/tokenizer_image/vq_model.py
 #   (itself modified from taming-transformers and maskgit)
+#   LlamaGen is MIT-licensed (Copyright (c) 2024 FoundationVision); its notice is in LICENSE.
 # Local changes: same module tree, parameter names and shapes (a VQ-16 state dict loads
 # strictly; tests/fixtures/llamagen_vq16_state_dict.json), rewritten as
 # * explicit methods (encode -> codes, embed, decode_code, forward for training) instead of one

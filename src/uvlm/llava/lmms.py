@@ -17,13 +17,13 @@ import sys
 
 import torch
 from accelerate import PartialState
-from tqdm import tqdm
 
 from uvlm.llava.images import encode, image_first, load_parts
 from uvlm.model.batching import Template
 from uvlm.model.checkpoint import load_trained, read_checkpoint_config
 from uvlm.model.generate import generate_text
 from uvlm.precision import resolve
+from uvlm.progress import progress_bar
 
 try:
     from lmms_eval.api.model import lmms as LMMs
@@ -106,7 +106,7 @@ class UVLM(LMMs):
     def generate_until(self, requests) -> list[str]:
         """Greedy answers (temperature and sampling settings are ignored: the paper decodes
         greedily), ``max_new_tokens`` from the task or ``eval.max_new_tokens``."""
-        return [self.answer(*r.args) for r in tqdm(requests, disable=self._rank != 0,
+        return [self.answer(*r.args) for r in progress_bar(requests, disable=self._rank != 0,
                                                    desc="uvlm answering")]
 
     def loglikelihood(self, requests):

@@ -26,15 +26,21 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from uvlm import UvlmError
 from uvlm.config import Config
-from uvlm.eval.bootstrap import Ratios
 from uvlm.grid import Run, run_seeds
 from uvlm.utils import stream_seed
+
+# numpy and pandas are imported by the readers that use them: the Snakefile imports this
+# module (the layout, ``Reads``) while it plans, in an environment that may hold only
+# Snakemake.
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from uvlm.eval.bootstrap import Ratios
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
@@ -199,6 +205,8 @@ def wilson_interval(p: float, n: int) -> tuple[float, float]:
 def read_probe(path: Path) -> Probe:
     """probe.json: ``probe_accuracy``, ``tsne`` (N x 2), ``labels`` (N); its interval from
     ``ci.probe_accuracy`` when given, else from ``n_test`` (Wilson), else none."""
+    import numpy as np
+
     data = _read_json(path)
     for key in ("probe_accuracy", "tsne", "labels"):
         if key not in data:
@@ -220,6 +228,8 @@ def read_probe(path: Path) -> Probe:
 
 def collect_probes(cfg: Config, runs: list[Run]) -> tuple[pd.DataFrame, dict]:
     """Probe accuracies as tidy rows (section ``adapters``) and the probes by (run, seed)."""
+    import pandas as pd
+
     rows, probes = [], {}
     k = cfg.train.checkpoints  # the analysis reads the final checkpoint
     for run in runs:
@@ -258,6 +268,8 @@ def read_final_step(path: Path) -> int:
 
 def collect_steps(cfg: Config, runs: list[Run]) -> pd.DataFrame:
     """Optimizer steps per run and seed (the equal-compute check)."""
+    import pandas as pd
+
     rows = [{"run": r.name, "seed": s, "steps": read_final_step(train_log_path(cfg, r, s))}
             for r in runs for s in run_seeds(cfg, r)]
     return pd.DataFrame(rows, columns=["run", "seed", "steps"])
@@ -321,6 +333,8 @@ def read_lmms_eval(path: Path) -> dict[str, tuple[float, float, float]]:
 
 
 def collect_llava(cfg: Config, runs: list[Run]) -> pd.DataFrame:
+    import pandas as pd
+
     rows = [{"run": r.name, "benchmark": key, "value": v, "lo": lo, "hi": hi}
             for r in runs
             for key, (v, lo, hi) in read_lmms_eval(llava_results_path(cfg, r)).items()]
@@ -382,6 +396,8 @@ def item_weights(seed: int, n: int, clusters: tuple[str, ...]) -> np.ndarray:
     every run weights an item the same, whichever other items a run was scored on: runs are
     paired item by item without a shared list of items.
     """
+    import numpy as np
+
     cols = [np.random.default_rng(stream_seed(seed, "items", c)).poisson(1.0, n)
             for c in clusters]
     return np.stack(cols, axis=1).astype(float) if cols else np.zeros((n, 0))
@@ -390,6 +406,8 @@ def item_weights(seed: int, n: int, clusters: tuple[str, ...]) -> np.ndarray:
 def replicates(ratios: Ratios, weights: np.ndarray) -> dict[str, np.ndarray]:
     """Each metric's bootstrap replicates (n,) under ``weights`` (n, C); NaN where a
     replicate weights none of the metric's items."""
+    import numpy as np
+
     sums, counts = weights @ ratios.num, weights @ ratios.den  # (n, K)
     with np.errstate(invalid="ignore", divide="ignore"):
         reps = np.where(counts > 0, sums / np.where(counts > 0, counts, 1.0), np.nan)
@@ -399,11 +417,14 @@ def replicates(ratios: Ratios, weights: np.ndarray) -> dict[str, np.ndarray]:
 def read_items(path: Path, seed: int, n: int) -> dict[tuple[str, str], np.ndarray]:
     """(section, metric) -> replicates, from one ``items.json``; empty where the evaluation
     wrote none (results made before it did: their comparisons take the unpaired path)."""
+    from uvlm.eval.bootstrap import Ratios
+
     if not path.is_file() or n < 2:
         return {}
     out = {}
     for section, d in _read_json(path).items():
         if section in PAIRED_SECTIONS:
+
             r = Ratios.from_json(d, f"{path}: {section}")
             weights = item_weights(seed, n, r.clusters)
             out |= {(section, m): v for m, v in replicates(r, weights).items()}
@@ -412,6 +433,8 @@ def read_items(path: Path, seed: int, n: int) -> dict[tuple[str, str], np.ndarra
 
 def collect(cfg: Config, evals) -> pd.DataFrame:
     """The tidy frame of the ``metrics.json`` of every (run, checkpoint) pair and seed."""
+    import pandas as pd
+
     rows = []
     for run, k in evals:
         for seed in run_seeds(cfg, run):
@@ -423,6 +446,8 @@ def collect(cfg: Config, evals) -> pd.DataFrame:
 
 
 def load(cfg: Config, reads: Reads) -> Results:
+    import pandas as pd
+
     evals = collect(cfg, reads.evals)
     probe_rows, probes = collect_probes(cfg, list(reads.probe_runs))
     frames = [f for f in (evals, probe_rows) if not f.empty]
