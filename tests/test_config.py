@@ -6,7 +6,7 @@ import jsonschema
 import pytest
 import yaml
 
-from uvlm.config import ConfigError, json_schema, load, to_dict
+from uvlm.config import ConfigError, command_parser, json_schema, load, parse_command, to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "config").glob("*.yaml"))
@@ -89,3 +89,12 @@ def test_overrides_are_typed_and_hash_changes():
     a, b = load(ROOT / "config/smoke.yaml"), load(ROOT / "config/smoke.yaml", ["seed=1"])
     assert b.seed == 1 and a.hash() != b.hash()
     assert load(ROOT / "config/smoke.yaml", ["train.lr=1"]).train.lr == 1.0
+
+
+@pytest.mark.parametrize("argv", [["--set", "train.lr=0.004", "seed=3"],
+                                  ["--set", "train.lr=0.004", "--set", "seed=3"]])
+def test_every_override_applies_however_set_is_repeated(argv):
+    """`--set a=1 --set b=2` once kept only b; both spellings now apply both."""
+    smoke = str(ROOT / "config/smoke.yaml")
+    _, cfg = parse_command(command_parser("t", None), ["--config", smoke, *argv])
+    assert (cfg.train.lr, cfg.seed) == (0.004, 3)

@@ -569,7 +569,9 @@ def command_parser(prog: str, description: str | None, **kw: Any) -> argparse.Ar
     """A command's parser with the shared ``--config`` and ``--set`` options."""
     p = argparse.ArgumentParser(prog=prog, description=description, **kw)
     p.add_argument("--config", required=True, help="config YAML")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+    # extend: `--set a=1 b=2` and `--set a=1 --set b=2` both apply every override (with
+    # nargs alone a repeated --set would silently drop the earlier ones)
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="config overrides: dotted.key=value")
     return p
 
