@@ -92,9 +92,11 @@ def test_overrides_are_typed_and_hash_changes():
 
 
 @pytest.mark.parametrize("argv", [["--set", "train.lr=0.004", "seed=3"],
-                                  ["--set", "train.lr=0.004", "--set", "seed=3"]])
+                                  ["--set", "train.lr=0.004", "--set", "seed=3"],
+                                  ["--set", "train.lr=4e-3", "--set", "seed=3"]])
 def test_every_override_applies_however_set_is_repeated(argv):
-    """`--set a=1 --set b=2` once kept only b; both spellings now apply both."""
+    """`--set a=1 --set b=2` once kept only b; both spellings now apply both; 4e-3 is a
+    float (PyYAML alone reads it as a string)."""
     smoke = str(ROOT / "config/smoke.yaml")
     _, cfg = parse_command(command_parser("t", None), ["--config", smoke, *argv])
     assert (cfg.train.lr, cfg.seed) == (0.004, 3)
