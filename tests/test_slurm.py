@@ -90,14 +90,10 @@ def test_every_profile_entry_is_commented():
     assert not missing, "entries without a comment:\n" + "\n".join(missing)
 
 
-def workflow_rule_names() -> set[str]:
-    return set(workflow_rules())
-
-
 def test_profile_names_only_rules_that_exist(monkeypatch):
     """Snakemake silently ignores set-resources for unknown rules: a renamed rule would
     lose its GPU."""
-    rules = workflow_rule_names()
+    rules = set(workflow_rules())
     if not rules:
         pytest.skip("workflow/rules/*.smk defines no rules yet")
     profile = render(PROFILE, monkeypatch)

@@ -424,7 +424,6 @@ def read_items(path: Path, seed: int, n: int) -> dict[tuple[str, str], np.ndarra
     out = {}
     for section, d in _read_json(path).items():
         if section in PAIRED_SECTIONS:
-
             r = Ratios.from_json(d, f"{path}: {section}")
             weights = item_weights(seed, n, r.clusters)
             out |= {(section, m): v for m, v in replicates(r, weights).items()}
