@@ -1,4 +1,4 @@
-"""The renderer draws the paper's geometry (PAPER.md 1.1) at 224 px and at tiny sizes."""
+"""The renderer draws the paper's geometry (docs/paper.md §1.1) at 224 px and at tiny sizes."""
 
 import math
 

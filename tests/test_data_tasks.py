@@ -1,4 +1,4 @@
-"""Text tasks: the paper's templates, answer formats and probabilities (PAPER.md 1.2)."""
+"""Text tasks: the paper's templates, answer formats and probabilities (docs/paper.md §1.2)."""
 
 import re
 from collections import Counter

@@ -1,4 +1,4 @@
-"""Affine distortions (PAPER.md 3.3): invertible, singular values in the paper's ranges,
+"""Affine distortions (docs/paper.md §3.3): invertible, singular values in the paper's ranges,
 identity at strength 0, seeded."""
 
 import numpy as np

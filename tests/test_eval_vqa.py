@@ -1,4 +1,4 @@
-"""VQA scores (PAPER.md 6): hand-computed values of each formula, edge cases, protocols."""
+"""VQA scores (docs/paper.md §6.1): hand-computed values of each formula, edge cases, protocols."""
 
 import json
 import subprocess

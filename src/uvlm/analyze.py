@@ -1,4 +1,4 @@
-"""`python -m uvlm analyze-adapters`: finding 3's adapter analysis for one run (PAPER.md 3.5).
+"""`python -m uvlm analyze-adapters`: finding 3's adapter analysis for one run (docs/paper.md §3.5).
 
 The authors take the input-adapter output of the first (top-left) image token of images whose
 weather icon sits top-left, then draw a t-SNE coloured by weather and fit a linear probe. We

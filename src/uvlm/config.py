@@ -191,7 +191,7 @@ class TokenizerConfig:
 
 @dataclass(frozen=True)
 class AffineConfig:
-    """Input-space distortions for the alignment experiment (PAPER.md 3.3)."""
+    """Input-space distortions for the alignment experiment (docs/paper.md §3.3)."""
 
     vq_sigmas: list[float] = _f([0.0, 0.1, 0.2, 0.3], 0.0, 0.99)
     siglip_ks: list[float] = _f([0.0, 1.0, 1.1, 1.2, 1.4], 0.0, 10.0)
@@ -353,7 +353,7 @@ class LlavaPretrainConfig:
 
 @dataclass(frozen=True)
 class LlavaConfig:
-    """The LLaVA-1.5 experiment (PAPER.md 5): ShareGPT4V captions turned into text-to-image
+    """The LLaVA-1.5 experiment (docs/paper.md §5): ShareGPT4V captions turned into text-to-image
     samples and mixed into LLaVA's two training stages; lmms-eval benchmarks.
 
     Image paths in every JSON are relative to ``image_folder``, ShareGPT4V's data layout

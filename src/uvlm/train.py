@@ -1,9 +1,10 @@
 """`python -m uvlm train --config C --run RUN --seed S`: train one run of the grid.
 
-One visible loop on accelerate (STYLE.md 4.5). Writes under ``R/runs/{run}/seed{s}/``:
+One visible loop on accelerate, in the manner of nanoGPT's train.py. Writes under
+``R/runs/{run}/seed{s}/``:
 
 * ``ckpt{k:02d}/`` (weights + config) after k/K of the run's optimizer steps, K =
-  ``train.checkpoints``: the paper's data-scale axis (PAPER.md 2.3);
+  ``train.checkpoints``: the paper's data-scale axis (docs/paper.md §2.3);
 * ``metrics.jsonl``: loss parts, lr and tokens/s every ``train.log_every`` steps;
 * ``state/``: resume scratch. At every checkpoint it gets the full training state (weights,
   AdamW moments, step; safetensors + JSON) and a hard link of the checkpoint, so a killed run

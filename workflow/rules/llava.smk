@@ -1,4 +1,4 @@
-# The llava experiment (config/llava.yaml; PAPER.md 5, README "LLaVA experiment"): ShareGPT4V
+# The llava experiment (config/llava.yaml; docs/paper.md §5, README "LLaVA experiment"): ShareGPT4V
 # captions turned into text-to-image samples and mixed into LLaVA-1.5's two training stages,
 # each run evaluated by lmms-eval; the paper rules turn the results into table_llava.
 # Inputs from outside the workflow (the three JSON files, the image folder, Vicuna, CLIP,

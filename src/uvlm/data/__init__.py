@@ -1,4 +1,4 @@
-"""The smart-watch dataset (PAPER.md section 1).
+"""The smart-watch dataset (docs/paper.md §1).
 
 ``attributes`` (what an image shows and how it is sampled), ``render`` (the images),
 ``tasks`` (the VQA, caption and generation texts), ``records`` (file formats and

@@ -1,4 +1,4 @@
-"""What one smart-watch image shows, and how the paper samples it (PAPER.md 1.1).
+"""What one smart-watch image shows, and how the paper samples it (docs/paper.md §1.1).
 
 A ``Watch`` is the ground truth of one image: the renderer draws it, the text tasks describe
 it, the attributes CSV stores it and evaluation scores answers against it.

@@ -1,4 +1,4 @@
-"""The smart-watch renderer (PAPER.md 1.1) at any image size.
+"""The smart-watch renderer (docs/paper.md §1.1) at any image size.
 
 The paper draws 224x224 images; every length below is the paper's value at 224 px and is
 scaled by ``size / 224``:

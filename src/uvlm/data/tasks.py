@@ -1,4 +1,4 @@
-"""The three text tasks per image (PAPER.md 1.2) and their LLaVA-format records.
+"""The three text tasks per image (docs/paper.md §1.2) and their LLaVA-format records.
 
 * VQA: a question type from ``['what', 'what', 'what', 'where', 'where']``; *what* asks about
   weather, time or battery, *where* about the battery or weather corner (each of the five

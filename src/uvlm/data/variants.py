@@ -2,7 +2,7 @@
 
 Writes ``R/data/variants/{name}.json`` for every name in ``uvlm.grid.data_variants(cfg)``:
 
-* ``biased-weather``, ``biased-battery`` (transfer experiment, PAPER.md 3.4): the train
+* ``biased-weather``, ``biased-battery`` (transfer experiment, docs/paper.md §3.4): the train
   records, minus the understanding records (VQA and caption) of every image whose attribute
   lies outside the kept set of ``data.bias`` (default: sunny only; battery 0..49 %), unless
   that image is drawn with probability ``data.bias.other_fraction``. Every generation record
@@ -10,7 +10,7 @@ Writes ``R/data/variants/{name}.json`` for every name in ``uvlm.grid.data_varian
   understanding-only run never learns the missing ones. The paper's own bias scheme was not
   released; this one is the simplest that matches its reported u-only result (about 1/3
   weather accuracy, i.e. one weather value seen).
-* ``extra-gen-{n}`` / ``extra-und-{n}`` (imbalance experiment, PAPER.md 3.2): the records of
+* ``extra-gen-{n}`` / ``extra-und-{n}`` (imbalance experiment, docs/paper.md §3.2): the records of
   the first ``n`` images of the ``extra`` split (generation only, or VQA and caption only)
   followed by all train records, as in the paper's ``33kg_180km`` files.
 * ``summary``: per file, the record count per task and, for understanding and generation

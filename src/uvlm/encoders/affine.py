@@ -1,5 +1,5 @@
 """`python -m uvlm encoders-affine --config C`: the fixed affine distortions of the alignment
-experiment (PAPER.md 3.3), ``y = x @ A + b`` on understanding features only.
+experiment (docs/paper.md §3.3), ``y = x @ A + b`` on understanding features only.
 
 Recovered from the authors' committed weights:
 

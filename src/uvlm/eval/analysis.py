@@ -1,4 +1,4 @@
-"""Adapter analysis (PAPER.md 3.5, the authors' ``adapter_analysis.ipynb``).
+"""Adapter analysis (docs/paper.md §3.5, the authors' ``adapter_analysis.ipynb``).
 
 Input-adapter features (N, D) of images labelled with their weather are
 

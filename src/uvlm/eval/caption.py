@@ -1,6 +1,6 @@
 """Caption scores: attributes read back from a generated caption and checked against truth.
 
-The paper trains captions but never scores them (PAPER.md 6; a reviewer noticed). We read
+The paper trains captions but never scores them (docs/paper.md §6.2; a reviewer noticed). We read
 the five caption attributes back from the generated text:
 
 * time: the first ``HH:MM:SS`` (the VQA regex); battery: the first ``N%`` (the VQA regex);

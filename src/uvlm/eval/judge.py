@@ -1,6 +1,6 @@
 """Generation judges: small networks that read the watch attributes from an image.
 
-The paper has no generation-attribute metric (PAPER.md 6, "not found"); reviewers asked for
+The paper has no generation-attribute metric (docs/paper.md §6.3); reviewers asked for
 one. A judge is trained by a fixed rule on ground truth only, never on model outputs:
 
 * ``pixels``: a small CNN on RGB images, for VQ heads (their codes decode to pixels). It

@@ -1,4 +1,4 @@
-"""VQA scores of PAPER.md section 6 (the authors' ``calculate-sw.ipynb``), two protocols.
+"""VQA scores of docs/paper.md §6.1 (the authors' ``calculate-sw.ipynb``), two protocols.
 
 Per turn, with the ground-truth answer string ``truth`` and the model's ``answer``:
 
@@ -213,7 +213,7 @@ def main(argv: list[str]) -> None:
     from uvlm.eval.answers import read_answers
 
     p = argparse.ArgumentParser(prog="python -m uvlm score-vqa",
-                                description="VQA scores of an answers file (PAPER.md 6)")
+                                description="VQA scores of an answers file (docs/paper.md §6.1)")
     p.add_argument("answers", help="answers .jsonl (ours or the authors' format)")
     p.add_argument("--protocol", choices=list(PROTOCOLS), default="official")
     args = p.parse_args(argv)

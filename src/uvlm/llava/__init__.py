@@ -1,4 +1,4 @@
-"""The LLaVA-1.5 real-world experiment (PAPER.md 5; config/llava.yaml).
+"""The LLaVA-1.5 real-world experiment (docs/paper.md §5; config/llava.yaml).
 
 Text-to-image samples made from ShareGPT4V captions are mixed into the two training stages of
 LLaVA-1.5-7B; the runs are compared on lmms-eval benchmarks. Files (R = results/<config name>):

@@ -1,6 +1,6 @@
 """`python -m uvlm llava-data --config C [--only NAME]`: the LLaVA experiment's training JSONs.
 
-PAPER.md 5 (the authors' caption-to-image-generation.ipynb): every ShareGPT4V caption whose
+docs/paper.md §5 (the authors' caption-to-image-generation.ipynb): every ShareGPT4V caption whose
 image is not from SAM becomes a text-to-image sample. Its human turn is one of three openers
 followed by the caption, its answer one of three sentences ending in "<image>", its image the
 generation target. A seeded permutation of the samples gives two disjoint pools: the first
@@ -29,12 +29,13 @@ from uvlm.data.tasks import GENERATION_ANSWERS
 from uvlm.llava import data_file, data_names
 from uvlm.utils import rng, write_json
 
-#: PAPER.md 5; the caption follows the opener
+#: docs/paper.md §5; the caption follows the opener
 OPENERS = ("Can you generate a image of the following: ",
            "Can you draw a image of the following: ",
            "Please show a image of the following: ")
-#: the answers: PAPER.md gives their shape ("...\n<image>") but not their words, so these are
-#: the authors' smart-watch generation answers (uvlm.data.tasks), ending in "\n<image>"
+#: the answers: docs/paper.md §5 gives their shape ("...\n<image>") but not their words, so
+#: these are the authors' smart-watch generation answers (uvlm.data.tasks), ending in
+#: "\n<image>"
 ANSWERS = GENERATION_ANSWERS
 #: first folder of the ShareGPT4V images that are left out (the authors skip SAM's)
 SKIPPED_FOLDERS = ("sam",)

@@ -1,4 +1,4 @@
-"""Evaluating LLaVA-scale checkpoints with lmms-eval (PAPER.md 5), an external tool.
+"""Evaluating LLaVA-scale checkpoints with lmms-eval (docs/paper.md §5), an external tool.
 
 * ``UVLM``: lmms-eval's model API for a checkpoint of ours (``--model uvlm --model_args
   checkpoint=R/runs/{run}/seed0/sft/ckpt01``): one prompt at a time, greedy, one image per

@@ -1,5 +1,5 @@
 """`python -m uvlm llava-train --config C --stage {pretrain,sft} --run RUN --seed S`: one stage of
-the LLaVA-1.5 recipe (PAPER.md 5), through the grid's training loop (``uvlm.train.fit``:
+the LLaVA-1.5 recipe (docs/paper.md §5), through the grid's training loop (``uvlm.train.fit``:
 accelerate, safetensors checkpoints, resume after a kill).
 
 * ``pretrain``: RUN is a stage-1 run (``uvlm.llava.pretrain_run``: ``clip-clip_mixed``,

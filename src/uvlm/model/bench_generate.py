@@ -1,6 +1,6 @@
 """`python -m uvlm bench-generate --config C`: cached batched image generation vs the paper's.
 
-The paper's evaluation (PAPER.md 2.1) generates one image at a time and runs the whole
+The paper's evaluation (docs/paper.md §2.1) generates one image at a time and runs the whole
 sequence through the model for every new image token. ``uvlm.model.generate`` keeps a KV
 cache and generates a batch at once. Both run here on the same random-init tiny model (a
 Llama of --layers x --hidden, a VQ head over the config's codebook, --tokens image tokens)

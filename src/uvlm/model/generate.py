@@ -1,6 +1,6 @@
 """Inference: greedy text and image generation, batched (left-padded) with a KV cache.
 
-The paper's evaluation (PAPER.md 2.1) decodes text greedily and, when the answer contains the
+The paper's evaluation (docs/paper.md §2.1) decodes text greedily and, when the answer contains the
 "<image>" marker, generates the T image tokens one by one without a cache, one prompt at a
 time. ``reference_images`` is that loop (kept for tests and ``bench-generate``);
 ``generate_images`` produces the same tokens for a whole batch with one cached step per token.

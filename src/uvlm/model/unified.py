@@ -1,4 +1,4 @@
-"""The unified vision-language model (PAPER.md 2.1, DESIGN.md 5).
+"""The unified vision-language model (docs/paper.md §2.1, docs/design.md §5).
 
 One causal LM reads one sequence in which an image fills T consecutive slots:
 

@@ -285,8 +285,8 @@ class Benchmark:
     label: str
     task: str
     metric: str  # lmms-eval key "<name>,<filter>"; its error is "<name>_stderr,<filter>"
-    scale: float  # lmms-eval value -> the unit of PAPER.md's table (percent or MME points)
-    decimals: int = 2  # as PAPER.md prints it
+    scale: float  # lmms-eval value -> the unit of the authors' table (percent or MME points)
+    decimals: int = 2  # as the authors' table prints it (docs/paper.md §5)
 
     @property
     def stderr_key(self) -> str:
@@ -294,7 +294,7 @@ class Benchmark:
         return f"{name}_stderr,{filt}"
 
 
-#: PAPER.md section 5; keys match ``llava.scores`` in paper_numbers.yaml.
+#: docs/paper.md §5; keys match ``llava.scores`` in paper_numbers.yaml.
 BENCHMARKS = {
     "gqa": Benchmark("GQA", "gqa", "exact_match,none", 100.0),
     "mmbench_en_dev": Benchmark("MMB-en dev", "mmbench_en_dev", "gpt_eval_score,none", 1.0),

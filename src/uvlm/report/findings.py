@@ -18,7 +18,7 @@ from uvlm.report import spec, stats, tables
 from uvlm.report.collect import Results
 from uvlm.report.reference import short_source
 
-CLAIMS = {  # the v1 abstract's wording (PAPER.md section 4)
+CLAIMS = {  # the v1 abstract's wording (docs/paper.md §4)
     "F1": "Mixed understanding + generation data gives mutual benefits across architectures, "
           "and these scale with data.",
     "F2": "Better alignment of the multimodal input and output spaces gives better "

@@ -12,7 +12,7 @@ from uvlm.grid import Run, experiment_runs
 #: VQA sections of metrics.json, both reported. The verdicts and curves use ``vqa_full``:
 #: it scores every turn of every test item for every run, while the authors' ``official``
 #: protocol scores different items for mixed and und-only runs (their und-only evaluation
-#: filters the test file first, PAPER.md section 6), so its differences mix item sets.
+#: filters the test file first, docs/paper.md §6.1), so its differences mix item sets.
 VQA_SECTIONS = ("vqa_official", "vqa_full")
 PRIMARY_VQA = "vqa_full"
 VQA_METRICS = ("time", "weather", "position", "battery", "total")

@@ -444,7 +444,7 @@ def llava(cfg: Config, res: Results, ref: dict) -> Table:
                      "Percent except MME (points). Intervals: value -/+ 1.96 lmms-eval "
                      "stderr where lmms-eval reports one. '–': benchmark not run.",
                      f"Authors' rows: {table['source']} @ {table['commit']}; "
-                     "run -> configuration inferred from step counts (PAPER.md 5)."])
+                     "run -> configuration inferred from step counts (docs/paper.md §5)."])
 
 
 # --------------------------------------------------------------------------- spaces
