@@ -405,6 +405,17 @@ def test_findings_report_every_finding_with_the_authors_numbers(tmp_path, monkey
     assert adapters[0][0] == "vq-vq" and adapters[0][4] == "reproduced"  # equal probes
 
 
+def test_summary_counts_the_imbalance_verdicts(tree):
+    build(tree, "findings")
+    text = (tree.root / "paper/findings.md").read_text()
+    summary = findings_rows(text, "## Summary: verdicts per test")
+    imbalance = {r[1]: sum(map(int, r[2:])) for r in summary if r[0] == "F1 (imbalance)"}
+    # smoke: one architecture (vq-vq) x one extra level (48 images) per kind of extra data
+    assert list(imbalance.values()) == [1, 1], summary
+    rows = findings_rows(text, "### Imbalance (extension)")
+    assert len(rows) == 2
+
+
 def test_one_seed_without_an_interval_is_inconclusive(tree):
     build(tree, "findings")
     text = (tree.root / "paper/findings.md").read_text()

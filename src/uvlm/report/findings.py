@@ -228,9 +228,11 @@ def _imbalance(cfg: Config, res: Results, tally: Tally) -> list[str]:
                  & df["extra"].isin(["none", extra])]
         values = stats.per_seed(sel, ["arch", "n"])
         base = values[values["n"] == 0].drop(columns="n")
+        verdicts = []
         for n in sorted(set(values["n"]) - {0}):
             d = stats.difference(values[values["n"] == n].drop(columns="n"), base, ["arch"])
             j = _judge(d, ["arch"], "positive", metric)
+            verdicts += list(j["verdict"])
             for _, r in j.iterrows():
                 rows.append({"arch": r["arch"], "extra data": f"+{n} {extra}-only images",
                              "metric": what, "change vs base": r["text"],
@@ -238,6 +240,8 @@ def _imbalance(cfg: Config, res: Results, tally: Tally) -> list[str]:
                              "direction": {stats.REPRODUCED: "higher",
                                            stats.NOT_REPRODUCED: "lower"}.get(
                                                r["verdict"], "not resolved")})
+        if verdicts:  # one per architecture and level: "reproduced" = the metric rose
+            tally.add("F1 (imbalance)", f"extra {extra}-only data raises {what}", verdicts)
     out.append("The revised paper: more data of one task first helps the other, excessive "
                "imbalance may hurt it. Direction computed from the interval of the change "
                "(final checkpoint, relative to the mixed base run).\n")
