@@ -143,9 +143,3 @@ def caption_ratios(rows: Sequence[dict]) -> Ratios:
             terms += caption_terms(row["record_id"], row["answer"], row["gt_attributes"],
                                    row["ref_attributes"])
     return Ratios.from_terms(terms, METRICS)
-
-
-def score_captions(rows: Sequence[dict]) -> dict:
-    """Values of ``METRICS`` plus ``count_captions``."""
-    ratios = caption_ratios(rows)
-    return {**ratios.values(), "count_captions": int(ratios.num.shape[0])}
