@@ -6,8 +6,12 @@ dataclasses below. The dataclasses are the only source of defaults and ranges:
 * an unknown key, a wrong type or an out-of-range value raises ``ConfigError`` naming the
   dotted key and what is allowed;
 * ``json_schema()`` derives the JSON schema that the Snakefile hands to Snakemake's
-  ``validate`` (written to workflow/schemas/config.schema.yaml; a test keeps it in sync);
-* ``dump()`` writes the resolved config next to every artifact.
+  ``validate`` (written to workflow/schemas/config.schema.yaml; a test keeps it in sync).
+
+The resolved config (``to_dict``) is written where it is read back: the workflow writes
+``results/<name>/config.yaml`` for its rules (workflow/rules/common.smk), every checkpoint
+holds its own copy (``uvlm.model.checkpoint``), and each provenance record keeps the sections
+its artifact depends on (``uvlm.provenance``).
 
 Range and choice constraints live in field metadata (``rng(lo, hi)``) and ``Literal`` types.
 """
@@ -594,14 +598,6 @@ def parse_command(parser: argparse.ArgumentParser,
 
 def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
-
-
-def dump(cfg: Config, path: str | Path) -> None:
-    """Write the resolved config as YAML (atomically)."""
-    from uvlm.utils import atomic_write
-
-    with atomic_write(path, "w") as fh:
-        yaml.safe_dump(to_dict(cfg), fh, sort_keys=False)
 
 
 # --------------------------------------------------------------------------- schema
