@@ -5,7 +5,15 @@ from pathlib import Path
 import pytest
 
 from uvlm.config import ConfigError, load
-from uvlm.grid import Run, all_runs, experiment_runs, jobs, parse_run, run_seeds
+from uvlm.grid import (
+    Run,
+    all_runs,
+    equal_compute_scale,
+    experiment_runs,
+    jobs,
+    parse_run,
+    run_seeds,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,6 +47,7 @@ def test_equal_compute_matches_mixed_steps():
     assert Run("vq-vq", "und", equal_compute=True).epoch_scale == 1.5
     assert Run("vq-vq", "gen", equal_compute=True).epoch_scale == 3.0
     assert Run("vq-vq", "gen").epoch_scale == 1.0
+    assert equal_compute_scale("und") == 1.5 and equal_compute_scale("mixed") == 1.0
 
 
 def test_experiments_share_runs_instead_of_retraining():

@@ -24,6 +24,12 @@ MODES = ("mixed", "und", "gen")
 RECORDS_PER_IMAGE = {"mixed": 3, "und": 2, "gen": 1}
 
 
+def equal_compute_scale(mode: str) -> float:
+    """Multiplier on ``train.epochs`` that gives a ``mode`` run the mixed run's optimizer
+    steps (records per image of mixed / of ``mode``: x1.5 und-only, x3 gen-only)."""
+    return RECORDS_PER_IMAGE["mixed"] / RECORDS_PER_IMAGE[mode]
+
+
 @dataclass(frozen=True)
 class Run:
     arch: str  # "<understanding space>-<generation space>", e.g. "siglip-vq"
@@ -55,9 +61,7 @@ class Run:
     @property
     def epoch_scale(self) -> float:
         """Multiplier on ``train.epochs`` (equal-compute runs match the mixed run's steps)."""
-        if not self.equal_compute:
-            return 1.0
-        return RECORDS_PER_IMAGE["mixed"] / RECORDS_PER_IMAGE[self.mode]
+        return equal_compute_scale(self.mode) if self.equal_compute else 1.0
 
 
 def parse_run(name: str) -> Run:

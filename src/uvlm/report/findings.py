@@ -13,7 +13,7 @@ from collections import Counter
 import pandas as pd
 
 from uvlm.config import Config
-from uvlm.grid import Run, experiment_runs, experiment_seeds
+from uvlm.grid import equal_compute_scale, experiment_runs, experiment_seeds
 from uvlm.report import spec, stats, tables
 from uvlm.report.collect import Results
 from uvlm.report.reference import short_source
@@ -170,7 +170,7 @@ def _f1(cfg: Config, res: Results, ref: dict, tally: Tally) -> list[str]:
             continue
         out.append(_md(_comparison_rows(cfg, judged, authors)))
         tally.add("F1", title, [v for j in judged.values() for v in j["verdict"]])
-    scale = {m: Run("x-y", m, equal_compute=True).epoch_scale for m in ("und", "gen")}
+    scale = {m: equal_compute_scale(m) for m in ("und", "gen")}
     out.append("### Equal compute (reported separately)\n\nSingle-task runs given as many "
                f"optimizer steps as the mixed run (epochs x{scale['und']:g} for und-only, "
                f"x{scale['gen']:g} for gen-only); at each checkpoint both have taken the "
