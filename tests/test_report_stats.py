@@ -71,6 +71,15 @@ def test_difference_is_paired_and_propagates_errors():
                          frame([("x", 0, 1, 0, 1)]), ["arch"])
 
 
+def test_difference_of_splits_one_column():
+    values = frame([("x", "mixed", 0, 0.7, 0.68, 0.72), ("x", "und", 0, 0.6, 0.58, 0.62),
+                    ("y", "mixed", 0, 0.5, 0.48, 0.52), ("y", "und", 0, 0.55, 0.53, 0.57)],
+                   keys=("arch", "mode"))
+    d = stats.difference_of(values, "mode", "mixed", "und", ["arch"])
+    assert "mode" not in d
+    assert dict(zip(d["arch"], d["value"], strict=True)) == pytest.approx({"x": 0.1, "y": -0.05})
+
+
 def test_mean_over_and_slope():
     se = 0.01
     rows = [("x", s, 0, x, y, y - Z95 * se, y + Z95 * se)

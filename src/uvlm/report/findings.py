@@ -53,12 +53,6 @@ def _judge(per_seed: pd.DataFrame, keys: list[str], expect: str, metric: str) ->
     return s
 
 
-def _split(values: pd.DataFrame, col: str, a: str, b: str, keys: list[str]) -> pd.DataFrame:
-    """Per seed ``values[col == a] - values[col == b]`` paired on ``keys``."""
-    return stats.difference(values[values[col] == a].drop(columns=col),
-                            values[values[col] == b].drop(columns=col), keys)
-
-
 class Tally:
     """Verdict counts per test, for the summary at the top."""
 
@@ -104,8 +98,9 @@ def _comparison(values: pd.DataFrame, a: str, b: str, expect: str, metric: str
     if v.empty:
         return {}
     final = v[v["frac"] == v["frac"].max()].drop(columns="frac")
-    per_frac = _split(v, "series", a, b, ["arch", "frac"])
-    out = {"final": _judge(_split(final, "series", a, b, ["arch"]), ["arch"], expect, metric),
+    per_frac = stats.difference_of(v, "series", a, b, ["arch", "frac"])
+    out = {"final": _judge(stats.difference_of(final, "series", a, b, ["arch"]), ["arch"],
+                           expect, metric),
            "mean": _judge(stats.mean_over(per_frac, ["arch"]), ["arch"], expect, metric)}
     if per_frac["frac"].nunique() >= 2:
         # the benefit grows with data: a rising mixed - und, or a falling mixed - gen FID
@@ -261,8 +256,7 @@ def _f2(cfg: Config, res: Results, tally: Tally) -> list[str]:
     ends = []
     for _, g in gain.groupby("arch", sort=False):
         lo_s, hi_s = g["affine"].min(), g["affine"].max()
-        ends.append(stats.difference(g[g["affine"] == hi_s].drop(columns="affine"),
-                                     g[g["affine"] == lo_s].drop(columns="affine"), ["arch"]))
+        ends.append(stats.difference_of(g, "affine", hi_s, lo_s, ["arch"]))
     ends = _judge(pd.concat(ends, ignore_index=True), ["arch"], "negative", "total")
     per = stats.summarize(gain, ["arch", "affine"])
     rows = []
@@ -297,11 +291,11 @@ def _f2_architectures(cfg: Config, res: Results, tally: Tally) -> list[str]:
     values = _mutual_values(cfg, res, spec.PRIMARY_VQA, spec.UND_TOTAL)
     values = _present(values, "series", "mixed", "und")
     final = values[values["frac"] == values["frac"].max()].drop(columns="frac")
-    gain = _split(final, "series", "mixed", "und", ["arch"]).assign(
+    gain = stats.difference_of(final, "series", "mixed", "und", ["arch"]).assign(
         kind=lambda d: d["arch"].map(kind))
     by_kind = stats.mean_over(gain.drop(columns="arch"), ["kind"])
-    d = _judge(_split(by_kind, "kind", "shared", "cross", []).assign(test="shared - cross"),
-               ["test"], "positive", "total").iloc[0]
+    d = _judge(stats.difference_of(by_kind, "kind", "shared", "cross", [])
+               .assign(test="shared - cross"), ["test"], "positive", "total").iloc[0]
     tally.add("F2", "shared-space gain > cross-space gain", [d["verdict"]])
     return out + [_md([{"gain(shared) - gain(cross)": d["text"], "verdict": d["verdict"],
                         "MDE": d["mde_text"], "seeds": int(d["n_seeds"]),
@@ -323,7 +317,7 @@ def _f3(cfg: Config, res: Results, ref: dict, tally: Tally) -> list[str]:
         rows = []
         for section in spec.VQA_SECTIONS:
             v = values[values["section"] == section].drop(columns="section")
-            j = _judge(_split(v, "mode", "mixed", "und", ["arch", "attribute"]),
+            j = _judge(stats.difference_of(v, "mode", "mixed", "und", ["arch", "attribute"]),
                        ["arch", "attribute"], "positive", "accuracy")
             for _, r in j.iterrows():
                 match = (r["arch"], r["attribute"]) == (biased["arch"], biased["attribute"])
@@ -346,7 +340,8 @@ def _f3(cfg: Config, res: Results, ref: dict, tally: Tally) -> list[str]:
     if "adapters" in cfg.grid.experiments:
         values = tables.probe_values(cfg, res)
         acc = stats.summarize(values, ["arch", "series"])
-        d = stats.summarize(_split(values, "series", "mixed", "und", ["arch"]), ["arch"])
+        d = stats.summarize(stats.difference_of(values, "series", "mixed", "und", ["arch"]),
+                            ["arch"])
         probe = ref["adapter_probe"]
         rows = []
         for _, r in d.iterrows():

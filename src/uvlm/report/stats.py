@@ -115,6 +115,14 @@ def difference(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> pd.DataFram
     return out
 
 
+def difference_of(values: pd.DataFrame, col: str, a: object, b: object,
+                  keys: list[str]) -> pd.DataFrame:
+    """Per seed ``values[col == a] - values[col == b]`` paired on ``keys`` (e.g. mixed minus
+    und-only: ``col="mode", a="mixed", b="und"``); ``col`` is dropped from the result."""
+    return difference(values[values[col] == a].drop(columns=col),
+                      values[values[col] == b].drop(columns=col), keys)
+
+
 def mean_over(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Per ``keys + seed``: the mean value over the remaining rows (e.g. checkpoints)."""
     g = df.assign(se=_se(df["lo"], df["hi"])).groupby([*keys, "seed"], sort=True)

@@ -282,8 +282,7 @@ def alignment_gain(cfg: Config, res: Results, section: str = spec.PRIMARY_VQA
             & (df["metric"] == spec.UND_TOTAL)]
     values = stats.per_seed(df, ["arch", "affine", "mode"])
     keys = ["arch", "affine"]
-    gain = stats.difference(values[values["mode"] == "mixed"].drop(columns="mode"),
-                            values[values["mode"] == "und"].drop(columns="mode"), keys)
+    gain = stats.difference_of(values, "mode", "mixed", "und", keys)
     return values, gain
 
 
@@ -328,8 +327,7 @@ def transfer_values(cfg: Config, res: Results) -> pd.DataFrame:
 def transfer(cfg: Config, res: Results, ref: dict) -> Table:
     values = transfer_values(cfg, res)
     keys = ["arch", "attribute", "section"]
-    diff = stats.difference(values[values["mode"] == "mixed"].drop(columns="mode"),
-                            values[values["mode"] == "und"].drop(columns="mode"), keys)
+    diff = stats.difference_of(values, "mode", "mixed", "und", keys)
     long = pd.concat([stats.summarize(values, [*keys, "mode"]).assign(source=OURS),
                       stats.summarize(diff, keys).assign(mode="mixed - und", source=OURS)],
                      ignore_index=True).assign(origin=OURS)
@@ -382,8 +380,7 @@ def probe_values(cfg: Config, res: Results) -> pd.DataFrame:
 
 def adapters(cfg: Config, res: Results, ref: dict) -> Table:
     values = probe_values(cfg, res)
-    diff = stats.difference(values[values["series"] == "mixed"].drop(columns="series"),
-                            values[values["series"] == "und"].drop(columns="series"), ["arch"])
+    diff = stats.difference_of(values, "series", "mixed", "und", ["arch"])
     long = pd.concat([stats.summarize(values, ["arch", "series"]).assign(source=OURS),
                       stats.summarize(diff, ["arch"]).assign(series="mixed - und",
                                                              source=OURS)],
