@@ -35,9 +35,8 @@ def _md(rows: list[dict]) -> str:
     if not rows:
         return "_no rows_\n"
     cols = list(rows[0])
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    return "\n".join(tables.markdown_table(cols, ([r.get(c, "") for c in cols]
+                                                  for r in rows))) + "\n"
 
 
 def _judge(per_seed: pd.DataFrame, keys: list[str], expect: str, metric: str) -> pd.DataFrame:

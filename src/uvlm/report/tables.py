@@ -37,13 +37,25 @@ class Table:
 
 # --------------------------------------------------------------------------- writers
 
-def to_markdown(t: Table) -> str:
+def markdown_table(columns, rows, keys: int | None = None) -> list[str]:
+    """The lines of a Markdown table (every table and ``findings.md`` use this one writer).
+
+    The first ``keys`` columns are left-aligned labels and the rest right-aligned numbers;
+    ``keys=None`` leaves every column at the renderer's default. A ``|`` inside a cell is
+    escaped so it cannot split the cell.
+    """
     def row(cells):
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
-    align = ["---"] * t.keys + ["--:"] * (t.wide.shape[1] - t.keys)
-    lines = [f"**{t.title}**", "", row(t.wide.columns), row(align)]
-    lines += [row(r) for r in t.wide.itertuples(index=False)]
+    columns = list(columns)
+    n = len(columns) if keys is None else keys
+    align = ["---"] * n + ["--:"] * (len(columns) - n)
+    return [row(columns), row(align), *(row(r) for r in rows)]
+
+
+def to_markdown(t: Table) -> str:
+    lines = [f"**{t.title}**", "",
+             *markdown_table(t.wide.columns, t.wide.itertuples(index=False), t.keys)]
     lines += [""] + [f"- {n}" for n in [*t.notes, INTERVAL_NOTE]]
     return "\n".join(lines) + "\n"
 
