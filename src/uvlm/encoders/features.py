@@ -3,7 +3,8 @@ split once, so training and evaluation never run a vision tower.
 
 Writes ``R/encoders/features/{space}_{split}.safetensors``: continuous spaces store
 ``features`` float32 (N, T, D), VQ stores ``codes`` int64 (N, T); row i is image i. The file
-metadata records the space, split and config hash. Runs on the GPU when there is one.
+metadata records the space, split and config hash. Runs where the config says
+(``uvlm.device``: the CPU for a ``use_cpu: true`` launch config, else a CUDA GPU, required).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 
 from uvlm import provenance
 from uvlm.config import Config, command_parser, parse_command
+from uvlm.device import job_device
 from uvlm.encoders import SPACES, features_path, load_vision_model, space_info
 from uvlm.encoders.images import SPLITS, check_split, read_images
 from uvlm.progress import progress_bar
@@ -45,9 +47,9 @@ def main(argv: list[str]) -> None:
     p.add_argument("--space", required=True, choices=list(SPACES))
     p.add_argument("--split", required=True, choices=SPLITS)
     args, cfg = parse_command(p, argv)
+    device = job_device(cfg, f"encoders-features {args.space} {args.split}")
     check_split(cfg, args.split)  # before loading any weights
     start = time.perf_counter()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tower = load_vision_model(cfg, args.space).to(device)
     out = encode_split(cfg, args.space, args.split, tower, device)
     path = features_path(cfg, args.space, args.split)

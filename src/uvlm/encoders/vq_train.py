@@ -33,6 +33,7 @@ from PIL import Image
 
 from uvlm import provenance
 from uvlm.config import VQConfig, command_parser, parse_command
+from uvlm.device import job_device
 from uvlm.encoders import encoder_dir, load_vq
 from uvlm.encoders.common import index_batches, lr_at
 from uvlm.encoders.images import check_split, read_images, resize
@@ -124,8 +125,10 @@ def main(argv: list[str]) -> None:
     args, cfg = parse_command(p, argv)
     vc = cfg.encoders.vq
     out = encoder_dir(cfg, "vq")
+    # converting LlamaGen's checkpoint and its reconstruction check are light CPU work (the
+    # rule asks for no GPU); training follows the config's device (uvlm.device)
+    device = job_device(cfg, "encoders-vq") if vc.source == "train" else torch.device("cpu")
     n = check_split(cfg, "train")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if vc.source == "train":
         images = read_images(cfg, "train", range(n))
         model, metrics = train_vq(vc, images, cfg.seed, device)
