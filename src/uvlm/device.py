@@ -12,8 +12,16 @@ CPU for days instead of failing in its first second.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -128,3 +136,146 @@ def job_device(cfg: Config, job: str) -> torch.device:
     if not cuda:
         return torch.device("cpu")
     return require_cuda(job, why)
+
+
+# ---------------------------------------------------------------------- one GPU per job
+
+def nvidia_smi_count() -> int:
+    """GPUs ``nvidia-smi -L`` lists (0 without it), counted without initialising CUDA."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return 0
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("GPU ") for line in out.stdout.splitlines())
+
+
+def gpu_ids(count: Callable[[], int] = nvidia_smi_count) -> list[str]:
+    """The GPUs a job may claim: the ids of ``CUDA_VISIBLE_DEVICES`` when it is set (up to
+    the first invalid one, where CUDA stops), else 0 .. count()-1; the local profile counts
+    them the same way (workflow/profiles/default)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return [str(i) for i in range(count())]
+    ids = []
+    for d in (d.strip() for d in visible.split(",")):
+        if d == "" or d.startswith("-"):
+            break
+        ids.append(d)
+    return ids
+
+
+def lock_dir() -> Path:
+    """``UVLM_GPU_LOCKS``, else ``/tmp/uvlm-gpu-locks``: one folder per machine, so that
+    jobs of every config and checkout (and of every user) on it see each other's claims."""
+    return Path(os.environ.get("UVLM_GPU_LOCKS") or Path(tempfile.gettempdir())
+                / "uvlm-gpu-locks")
+
+
+def _open_lock(path: Path):
+    """The lock file for reading and writing; another user's, read-only (flock works on
+    either)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:
+        fd = os.open(path, os.O_RDONLY)
+    return os.fdopen(fd, "r+" if os.access(path, os.W_OK) else "r")
+
+
+@contextlib.contextmanager
+def claim_gpu(job: str, count: Callable[[], int] = nvidia_smi_count,
+              locks: Path | None = None, poll_s: float = 5.0, timeout_s: float | None = None,
+              log: Callable[[str], None] = print) -> Iterator[str | None]:
+    """Hold one free GPU while ``job`` runs, with ``CUDA_VISIBLE_DEVICES`` set to it.
+
+    Each device has a lock file; the job takes the first whose ``flock`` it gets, and the
+    kernel drops the lock when the process ends (``kill -9`` included), so a killed job never
+    leaves a GPU claimed. With every GPU claimed it waits (saying so once), for at most
+    ``timeout_s`` if given. Yields the claimed id, or None where nothing is claimed: no GPU
+    is listed (the device check then says why), or a multi-process launcher (torchrun,
+    ``accelerate launch`` with several processes) already gave each process its GPU. A
+    process started by a job that holds a GPU (``UVLM_GPU_CLAIMED``, set with the claim)
+    uses its parent's GPU.
+
+    Must run before anything initialises CUDA: the driver reads ``CUDA_VISIBLE_DEVICES``
+    once, at its first call (``uvlm.device`` counts GPUs with nvidia-smi for that reason).
+    Under SLURM the lock names carry the job id: jobs that SLURM gave GPUs of their own on one
+    node all see theirs as GPU 0, and must not wait for each other.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        log(f"{job}: {os.environ['WORLD_SIZE']} processes; each uses the GPU its launcher "
+            f"gave it (no GPU claimed)")
+        yield None
+        return
+    inherited = os.environ.get("UVLM_GPU_CLAIMED")
+    if inherited is not None and inherited == os.environ.get("CUDA_VISIBLE_DEVICES"):
+        # a process started by a job that holds a GPU would otherwise wait for its parent
+        log(f"{job}: uses GPU {inherited}, claimed by the job that started it")
+        yield inherited
+        return
+    ids = gpu_ids(count)
+    if not ids:
+        yield None
+        return
+    folder = lock_dir() if locks is None else locks
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # shared by every user, like /tmp itself
+            folder.chmod(0o1777)
+    scope = f"slurm{os.environ['SLURM_JOB_ID']}-" if os.environ.get("SLURM_JOB_ID") else ""
+    start, said = time.monotonic(), False
+    while True:
+        holders = []
+        for gid in ids:
+            path = folder / f"{scope}gpu{gid}.lock"
+            fh = _open_lock(path)
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holders.append(f"GPU {gid}: {fh.read().strip() or 'a starting job'}")
+                fh.close()
+                continue
+            with fh:
+                if fh.writable():
+                    fh.truncate(0)
+                    fh.write(f"{job} (pid {os.getpid()} on {socket.gethostname()})\n")
+                    fh.flush()
+                before = {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES",
+                                                         "UVLM_GPU_CLAIMED")}
+                os.environ["CUDA_VISIBLE_DEVICES"] = os.environ["UVLM_GPU_CLAIMED"] = gid
+                log(f"{job}: claimed GPU {gid} ({path})")
+                try:
+                    yield gid
+                finally:
+                    for k, v in before.items():
+                        if v is None:
+                            os.environ.pop(k, None)
+                        else:
+                            os.environ[k] = v
+                    if fh.writable():
+                        fh.truncate(0)
+            return
+        waited = time.monotonic() - start
+        if timeout_s is not None and waited >= timeout_s:
+            raise DeviceError(f"{job}: no free GPU after {waited:.0f} s; "
+                              + "; ".join(holders))
+        if not said:
+            log(f"{job}: all {len(ids)} GPUs are claimed ({'; '.join(holders)}); waiting")
+            said = True
+        time.sleep(poll_s)
+
+
+@contextlib.contextmanager
+def job_gpu(cfg: Config, job: str, count: Callable[[], int] = nvidia_smi_count,
+            locks: Path | None = None) -> Iterator[torch.device]:
+    """``job_device`` for the length of a job: a CUDA job first claims a free GPU
+    (``claim_gpu``), then checks that CUDA works on it."""
+    cuda, why = wants_cuda(cfg)
+    if not cuda:
+        yield torch.device("cpu")
+        return
+    with claim_gpu(job, count, locks):
+        yield require_cuda(job, why)

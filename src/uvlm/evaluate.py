@@ -27,7 +27,7 @@ from PIL import Image
 
 from uvlm import encoders, provenance
 from uvlm.config import Config, command_parser, parse_command
-from uvlm.device import job_device
+from uvlm.device import job_gpu
 from uvlm.grid import Run, parse_run
 from uvlm.model.batching import MODE_TASKS, Template
 from uvlm.model.checkpoint import load_trained
@@ -182,8 +182,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--checkpoints", choices=["all", "final"], default="all",
                    help="evaluate every checkpoint, or only the final one")
     args, cfg = parse_command(p, argv)
-    device = job_device(cfg, f"evaluate {args.run} seed {args.seed}")  # before any input
-    torch.manual_seed(stream_seed(cfg.seed, "eval", args.run, args.seed))
-    np.random.seed(stream_seed(cfg.seed, "eval", args.run, args.seed) % 2**32)
-    evaluate_run(cfg, parse_run(args.run), args.seed, args.checkpoints, device)
-    provenance.write(cfg, "evaluate", run=args.run, seed=args.seed)
+    with job_gpu(cfg, f"evaluate {args.run} seed {args.seed}") as device:  # before any input
+        torch.manual_seed(stream_seed(cfg.seed, "eval", args.run, args.seed))
+        np.random.seed(stream_seed(cfg.seed, "eval", args.run, args.seed) % 2**32)
+        evaluate_run(cfg, parse_run(args.run), args.seed, args.checkpoints, device)
+        provenance.write(cfg, "evaluate", run=args.run, seed=args.seed)

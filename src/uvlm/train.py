@@ -34,7 +34,7 @@ from accelerate import Accelerator, PartialState
 
 from uvlm import provenance
 from uvlm.config import Config, ConfigError, command_parser, parse_command, to_dict
-from uvlm.device import job_device
+from uvlm.device import job_gpu
 from uvlm.grid import Run, optimizer_steps, parse_run
 from uvlm.model.batching import Batcher, Template
 from uvlm.model.checkpoint import (
@@ -318,16 +318,18 @@ def main(argv: list[str]) -> None:
     args, cfg = parse_command(p, argv)
     run = parse_run(args.run)
     check_arch(run)
-    # before reading any input: a GPU job without a usable GPU stops here, naming why
-    device = job_device(cfg, f"train {run.name} seed {args.seed}")
-    if args.synthetic:
-        from uvlm.model import synthetic
+    # before reading any input: a GPU job claims a free GPU, and without a usable one it
+    # stops here, naming why
+    with job_gpu(cfg, f"train {run.name} seed {args.seed}") as device:
+        if args.synthetic:
+            from uvlm.model import synthetic
 
-        ctx, records, features = synthetic.inputs(cfg, run, args.synthetic, cfg.seed)
-    else:
-        ctx, records, features = load_train_inputs(cfg, run)
-    out = train(cfg, run, args.seed, ctx, records, features, progress=not args.no_progress,
-                cpu=device.type == "cpu")
-    if not args.synthetic:
-        _, _, info = read_checkpoint_config(out / f"ckpt{cfg.train.checkpoints:02d}")
-        provenance.write(cfg, "train", run=run.name, seed=args.seed, precision=info["precision"])
+            ctx, records, features = synthetic.inputs(cfg, run, args.synthetic, cfg.seed)
+        else:
+            ctx, records, features = load_train_inputs(cfg, run)
+        out = train(cfg, run, args.seed, ctx, records, features, progress=not args.no_progress,
+                    cpu=device.type == "cpu")
+        if not args.synthetic:
+            _, _, info = read_checkpoint_config(out / f"ckpt{cfg.train.checkpoints:02d}")
+            provenance.write(cfg, "train", run=run.name, seed=args.seed,
+                             precision=info["precision"])

@@ -20,7 +20,7 @@ import torch
 from accelerate import PartialState
 
 from uvlm.config import Config, ConfigError, command_parser, parse_command
-from uvlm.device import job_device
+from uvlm.device import job_gpu
 from uvlm.grid import Run, all_runs, parse_run
 from uvlm.llava import (
     STAGES,
@@ -88,7 +88,8 @@ def main(argv: list[str]) -> None:
     if run not in known:
         raise ConfigError(f"run {run.name!r} is no {args.stage} run of {args.config}; "
                           f"choose from: {', '.join(sorted(r.name for r in known))}")
-    # before loading the LLM and the towers: a GPU job without a usable GPU stops here
-    device = job_device(cfg, f"llava-train {args.stage} {run.name} seed {args.seed}")
-    train_stage(cfg, args.stage, run, args.seed, progress=not args.no_progress,
-                cpu=device.type == "cpu")
+    # before loading the LLM and the towers: a GPU job claims a free GPU (one process), and
+    # without a usable one it stops here
+    with job_gpu(cfg, f"llava-train {args.stage} {run.name} seed {args.seed}") as device:
+        train_stage(cfg, args.stage, run, args.seed, progress=not args.no_progress,
+                    cpu=device.type == "cpu")
