@@ -118,14 +118,17 @@ def cuda_problem() -> str | None:
             f"build; /proc/driver/nvidia/version is missing)")
 
 
-def require_cuda(job: str, why: str) -> torch.device:
-    """The CUDA device, or a one-line DeviceError naming ``job``, ``why`` it wants a GPU
-    and what is missing."""
+CPU_HINT = ("give it a launch config with use_cpu: true "
+            "(--set train.accelerate_config=workflow/accelerate/cpu.yaml)")
+
+
+def require_cuda(job: str, why: str, cpu_hint: str = CPU_HINT) -> torch.device:
+    """The CUDA device, or a one-line DeviceError naming ``job``, ``why`` it wants a GPU,
+    what is missing and how to ask for the CPU instead."""
     problem = cuda_problem()
     if problem is not None:
         raise DeviceError(f"{job}: needs a CUDA GPU ({why}), but {problem}. To run it on the "
-                          f"CPU on purpose, give it a launch config with use_cpu: true "
-                          f"(--set train.accelerate_config=workflow/accelerate/cpu.yaml)")
+                          f"CPU on purpose, {cpu_hint}")
     return torch.device("cuda")
 
 
