@@ -16,8 +16,15 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    # The CPU wheel of torch first: a bare `torch` requirement would pull a CUDA build.
-    "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
+    # torch first, so that the package's `torch==2.13.0` finds it installed and keeps it.
+    # From PyPI (the default), torch 2.13.0 for Linux x86_64 is the CUDA 13 build: several GB
+    # of nvidia-*-cu13 wheels, and it needs an NVIDIA driver >= 580. UVLM_TORCH_INDEX picks
+    # another build from PyTorch's own index (README, "Installing torch"):
+    #   UVLM_TORCH_INDEX=https://download.pytorch.org/whl/cpu     a CPU-only laptop (~200 MB)
+    #   UVLM_TORCH_INDEX=https://download.pytorch.org/whl/cu1XX   a cluster's CUDA 1X.X
+    # It takes effect when .venv/ is made; to switch builds, remove .venv/ first.
+    "$VENV/bin/python" -m pip install --quiet "torch==2.13.0" \
+        ${UVLM_TORCH_INDEX:+--index-url "$UVLM_TORCH_INDEX"}
     "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test,slurm]"
     echo "$WANT" > "$STAMP"
 fi

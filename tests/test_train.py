@@ -42,7 +42,8 @@ def raw_cfg(**train) -> dict:
                   "lora": {"enabled": False}, "system_prompt": ""},
         "train": {"epochs": 2.0, "batch_size": 8, "lr": 3e-3, "adapter_lr": 3e-3,
                   "checkpoints": 3, "precision": "fp32", "grad_checkpointing": False,
-                  "log_every": 1, **train},
+                  "log_every": 1, "accelerate_config": "workflow/accelerate/cpu.yaml",
+                  **train},
     }
 
 

@@ -27,6 +27,7 @@ from PIL import Image
 
 from uvlm import encoders, provenance
 from uvlm.config import Config, command_parser, parse_command
+from uvlm.device import job_gpu
 from uvlm.grid import Run, parse_run
 from uvlm.model.batching import MODE_TASKS, Template
 from uvlm.model.checkpoint import load_trained
@@ -101,7 +102,10 @@ def save_output(out_dir: Path, record_id: str, output: torch.Tensor) -> str:
     return rel
 
 
-def evaluate_run(cfg: Config, run: Run, seed: int, which: str = "all") -> None:
+def evaluate_run(cfg: Config, run: Run, seed: int, which: str = "all",
+                 device: torch.device | None = None) -> None:
+    """Answer, generate and score every checkpoint of ``which``; the model runs on
+    ``device`` (default the CPU), decoding and scoring on the CPU."""
     from uvlm.data.records import load_attributes, load_records
     from uvlm.encoders.images import read_images
     from uvlm.eval.answers import answer_rows, gt_attributes, write_answers
@@ -135,6 +139,7 @@ def evaluate_run(cfg: Config, run: Run, seed: int, which: str = "all") -> None:
 
     for ckpt in progress_bar(ckpts, desc=f"eval {run.name} seed{seed}", unit="ckpt"):
         model, _, _, _ = load_trained(ckpt, ctx)
+        model = model.to(device or torch.device("cpu"))
         template = Template(ctx.tokenizer, cfg.model.system_prompt, ctx.und.num_tokens,
                             ctx.gen.num_tokens, cfg.model.llm.max_length)
         out_dir = cfg.root / "eval" / run.name / f"seed{seed}" / ckpt.name
@@ -177,7 +182,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--checkpoints", choices=["all", "final"], default="all",
                    help="evaluate every checkpoint, or only the final one")
     args, cfg = parse_command(p, argv)
-    torch.manual_seed(stream_seed(cfg.seed, "eval", args.run, args.seed))
-    np.random.seed(stream_seed(cfg.seed, "eval", args.run, args.seed) % 2**32)
-    evaluate_run(cfg, parse_run(args.run), args.seed, args.checkpoints)
-    provenance.write(cfg, "evaluate", run=args.run, seed=args.seed)
+    with job_gpu(cfg, f"evaluate {args.run} seed {args.seed}") as device:  # before any input
+        torch.manual_seed(stream_seed(cfg.seed, "eval", args.run, args.seed))
+        np.random.seed(stream_seed(cfg.seed, "eval", args.run, args.seed) % 2**32)
+        evaluate_run(cfg, parse_run(args.run), args.seed, args.checkpoints, device)
+        provenance.write(cfg, "evaluate", run=args.run, seed=args.seed)

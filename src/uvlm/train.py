@@ -35,6 +35,7 @@ from accelerate import Accelerator, PartialState
 
 from uvlm import provenance
 from uvlm.config import Config, ConfigError, command_parser, parse_command, to_dict
+from uvlm.device import job_gpu
 from uvlm.grid import Run, optimizer_steps, parse_run
 from uvlm.model.batching import Batcher, Template
 from uvlm.model.checkpoint import (
@@ -157,7 +158,8 @@ def keep_checkpoint(ckpt: Path, state: Path) -> None:
 # ---------------------------------------------------------------------- training
 
 def train(cfg: Config, run: Run, seed: int, ctx: ModelContext, records: list[dict],
-          features: dict, progress: bool = True, out: Path | None = None) -> Path:
+          features: dict, progress: bool = True, out: Path | None = None,
+          cpu: bool | None = None) -> Path:
     """Train one run into ``out`` (default ``R/runs/{run}/seed{seed}``) and return it."""
     records = mode_records(records, run, f"run {run.name}")
     template = Template(ctx.tokenizer, cfg.model.system_prompt, ctx.und.num_tokens,
@@ -165,32 +167,34 @@ def train(cfg: Config, run: Run, seed: int, ctx: ModelContext, records: list[dic
     data = Batcher(template.encode(records), features, ctx.und, ctx.gen)
     torch.manual_seed(stream_seed(cfg.seed, "train", "init", seed))
     model = build_model(cfg, run, ctx)
-    return fit(cfg, run, seed, model, data, progress, out)
+    return fit(cfg, run, seed, model, data, progress, out, cpu)
 
 
 def fit(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher,
-        progress: bool = True, out: Path | None = None) -> Path:
+        progress: bool = True, out: Path | None = None, cpu: bool | None = None) -> Path:
     """The training loop: ``model`` (its trainable parameters) on the records of ``data``.
 
     ``train`` calls it with a fresh model and the encoders stage's features; the llava
     stages (``uvlm.llava.train``) with a partly frozen or pre-trained model and images
     encoded on the fly. One trainer at a time per run directory (``run_lock``); its other
-    processes (accelerate) share the main one's lock.
+    processes (accelerate) share the main one's lock. ``cpu``: the commands pass the
+    device ``uvlm.device.job_device`` chose; None (tests, benchmarks) means the CPU when
+    there is no CUDA.
     """
     out = cfg.root / "runs" / run.name / f"seed{seed}" if out is None else out
-    main = PartialState(cpu=not torch.cuda.is_available()).is_main_process
+    # Without CUDA, processes started by torchrun (accelerate's multi-process launcher) must
+    # be told they are CPU processes to form a gloo group instead of falling back to one.
+    cpu = not torch.cuda.is_available() if cpu is None else cpu
+    main = PartialState(cpu=cpu).is_main_process
     with run_lock(out) if main else contextlib.nullcontext():
-        return _loop(cfg, run, seed, model, data, progress, out)
+        return _loop(cfg, run, seed, model, data, progress, out, cpu)
 
 
 def _loop(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher, progress: bool,
-          out: Path) -> Path:
+          out: Path, cpu: bool) -> Path:
     state, metrics = out / "state", out / "metrics.jsonl"
     tc = cfg.train
 
-    # Without CUDA, processes started by torchrun (accelerate's multi-process launcher) must
-    # be told they are CPU processes to form a gloo group instead of falling back to one.
-    cpu = not torch.cuda.is_available()
     world, rank = PartialState(cpu=cpu).num_processes, PartialState(cpu=cpu).process_index
     micro = tc.micro_batch_size or tc.batch_size // world
     if tc.batch_size % (world * micro):
@@ -315,13 +319,18 @@ def main(argv: list[str]) -> None:
     args, cfg = parse_command(p, argv)
     run = parse_run(args.run)
     check_arch(run)
-    if args.synthetic:
-        from uvlm.model import synthetic
+    # before reading any input: a GPU job claims a free GPU, and without a usable one it
+    # stops here, naming why
+    with job_gpu(cfg, f"train {run.name} seed {args.seed}") as device:
+        if args.synthetic:
+            from uvlm.model import synthetic
 
-        ctx, records, features = synthetic.inputs(cfg, run, args.synthetic, cfg.seed)
-    else:
-        ctx, records, features = load_train_inputs(cfg, run)
-    out = train(cfg, run, args.seed, ctx, records, features, progress=not args.no_progress)
-    if not args.synthetic:
-        _, _, info = read_checkpoint_config(out / f"ckpt{cfg.train.checkpoints:02d}")
-        provenance.write(cfg, "train", run=run.name, seed=args.seed, precision=info["precision"])
+            ctx, records, features = synthetic.inputs(cfg, run, args.synthetic, cfg.seed)
+        else:
+            ctx, records, features = load_train_inputs(cfg, run)
+        out = train(cfg, run, args.seed, ctx, records, features, progress=not args.no_progress,
+                    cpu=device.type == "cpu")
+        if not args.synthetic:
+            _, _, info = read_checkpoint_config(out / f"ckpt{cfg.train.checkpoints:02d}")
+            provenance.write(cfg, "train", run=run.name, seed=args.seed,
+                             precision=info["precision"])

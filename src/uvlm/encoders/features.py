@@ -3,7 +3,8 @@ split once, so training and evaluation never run a vision tower.
 
 Writes ``R/encoders/features/{space}_{split}.safetensors``: continuous spaces store
 ``features`` float32 (N, T, D), VQ stores ``codes`` int64 (N, T); row i is image i. The file
-metadata records the space, split and config hash. Runs on the GPU when there is one.
+metadata records the space, split and config hash. Runs where the config says
+(``uvlm.device``: the CPU for a ``use_cpu: true`` launch config, else a CUDA GPU, required).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 
 from uvlm import provenance
 from uvlm.config import Config, command_parser, parse_command
+from uvlm.device import job_gpu
 from uvlm.encoders import SPACES, features_path, load_vision_model, space_info
 from uvlm.encoders.images import SPLITS, check_split, read_images
 from uvlm.progress import progress_bar
@@ -45,14 +47,14 @@ def main(argv: list[str]) -> None:
     p.add_argument("--space", required=True, choices=list(SPACES))
     p.add_argument("--split", required=True, choices=SPLITS)
     args, cfg = parse_command(p, argv)
-    check_split(cfg, args.split)  # before loading any weights
-    start = time.perf_counter()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    tower = load_vision_model(cfg, args.space).to(device)
-    out = encode_split(cfg, args.space, args.split, tower, device)
-    path = features_path(cfg, args.space, args.split)
-    save_tensors(path, {SPACES[args.space].features_key: out},
-                 metadata={"space": args.space, "split": args.split, "config_hash": cfg.hash()})
-    provenance.write(cfg, "encoders-features", space=args.space, split=args.split)
-    print(f"encoders-features: {args.space} {args.split} {tuple(out.shape)} {out.dtype} -> "
-          f"{path} in {time.perf_counter() - start:.1f} s on {device}")
+    with job_gpu(cfg, f"encoders-features {args.space} {args.split}") as device:
+        check_split(cfg, args.split)  # before loading any weights
+        start = time.perf_counter()
+        tower = load_vision_model(cfg, args.space).to(device)
+        out = encode_split(cfg, args.space, args.split, tower, device)
+        path = features_path(cfg, args.space, args.split)
+        save_tensors(path, {SPACES[args.space].features_key: out},
+                     metadata={"space": args.space, "split": args.split, "config_hash": cfg.hash()})
+        provenance.write(cfg, "encoders-features", space=args.space, split=args.split)
+        print(f"encoders-features: {args.space} {args.split} {tuple(out.shape)} {out.dtype} -> "
+              f"{path} in {time.perf_counter() - start:.1f} s on {device}")

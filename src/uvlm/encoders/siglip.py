@@ -39,6 +39,7 @@ from uvlm import provenance
 from uvlm.config import SiglipConfig as SiglipSection
 from uvlm.config import command_parser, parse_command
 from uvlm.data.records import load_records
+from uvlm.device import job_gpu
 from uvlm.encoders import load_tokenizer
 from uvlm.encoders.common import atomic_dir, index_batches, lr_at
 from uvlm.encoders.images import check_split, read_images, resize
@@ -179,13 +180,14 @@ def main(argv: list[str]) -> None:
         print(f"encoders-siglip: pretrained {sc.path} loads and matches the config "
               f"({tower.model.config.num_hidden_layers} layers); nothing to train or write")
         return
-    n = check_split(cfg, "train")
-    records_file = cfg.root / "data" / "train.json"
-    captions = captions_by_image(load_records(records_file), n, str(records_file))
-    tokenizer = load_tokenizer(cfg)
-    images = read_images(cfg, "train", range(n))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model, metrics = train_siglip(sc, images, captions, tokenizer, cfg.seed, device)
+    with job_gpu(cfg, "encoders-siglip") as device:  # before reading the images
+        n = check_split(cfg, "train")
+        records_file = cfg.root / "data" / "train.json"
+        captions = captions_by_image(load_records(records_file), n, str(records_file))
+        tokenizer = load_tokenizer(cfg)
+        images = read_images(cfg, "train", range(n))
+        model, metrics = train_siglip(sc, images, captions, tokenizer, cfg.seed, device)
+    model = model.cpu()  # the checks below compare with the CPU loader's features
     probe = slice(0, min(n, 256))
     metrics["train_retrieval_top1_256"] = retrieval_accuracy(
         model, images[probe], captions[probe], tokenizer, sc)

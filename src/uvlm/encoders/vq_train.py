@@ -23,6 +23,7 @@ originals (top row) and reconstructions (bottom row) to ``reconstruction.png``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -33,6 +34,7 @@ from PIL import Image
 
 from uvlm import provenance
 from uvlm.config import VQConfig, command_parser, parse_command
+from uvlm.device import job_gpu
 from uvlm.encoders import encoder_dir, load_vq
 from uvlm.encoders.common import index_batches, lr_at
 from uvlm.encoders.images import check_split, read_images, resize
@@ -124,26 +126,31 @@ def main(argv: list[str]) -> None:
     args, cfg = parse_command(p, argv)
     vc = cfg.encoders.vq
     out = encoder_dir(cfg, "vq")
-    n = check_split(cfg, "train")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if vc.source == "train":
-        images = read_images(cfg, "train", range(n))
-        model, metrics = train_vq(vc, images, cfg.seed, device)
-    else:
-        model = load_llamagen_checkpoint(vc.path, vq_args(vc))
-        images = read_images(cfg, "train", range(min(n, CONVERTED_EVAL_IMAGES)))
-        metrics = {"converted_from": vc.path}
-    save_vq(model, out)
+    # converting LlamaGen's checkpoint and its reconstruction check are light CPU work (the
+    # rule asks for no GPU); training follows the config's device (uvlm.device)
+    claim = job_gpu(cfg, "encoders-vq") if vc.source == "train" else \
+        contextlib.nullcontext(torch.device("cpu"))
+    with claim as device:
+        n = check_split(cfg, "train")
+        if vc.source == "train":
+            images = read_images(cfg, "train", range(n))
+            model, metrics = train_vq(vc, images, cfg.seed, device)
+        else:
+            model = load_llamagen_checkpoint(vc.path, vq_args(vc))
+            images = read_images(cfg, "train", range(min(n, CONVERTED_EVAL_IMAGES)))
+            metrics = {"converted_from": vc.path}
+        save_vq(model, out)
 
-    model = load_vq(cfg).to(device)
-    probe = images[:EVAL_IMAGES].to(device)
-    originals, recons = reconstruct(model, probe, vc.image_size)
-    codes_per_image = (vc.image_size // model.args.downsample) ** 2
-    metrics |= {"recon_mse": F.mse_loss(recons, originals).item(),
-                "recon_images": len(probe), "codes_per_image": codes_per_image,
-                "source": vc.source}
-    write_json(out / "metrics.json", metrics)
-    save_grid(originals[:8].cpu(), recons[:8].cpu(), out / "reconstruction.png")
-    provenance.write(cfg, "encoders-vq", precision=metrics.get("precision"))
-    print(f"encoders-vq ({vc.source}): {codes_per_image} codes per image, reconstruction MSE "
-          f"{metrics['recon_mse']:.5f} on {len(probe)} train images (pixels in [0, 1]) -> {out}")
+        model = load_vq(cfg).to(device)
+        probe = images[:EVAL_IMAGES].to(device)
+        originals, recons = reconstruct(model, probe, vc.image_size)
+        codes_per_image = (vc.image_size // model.args.downsample) ** 2
+        metrics |= {"recon_mse": F.mse_loss(recons, originals).item(),
+                    "recon_images": len(probe), "codes_per_image": codes_per_image,
+                    "source": vc.source}
+        write_json(out / "metrics.json", metrics)
+        save_grid(originals[:8].cpu(), recons[:8].cpu(), out / "reconstruction.png")
+        provenance.write(cfg, "encoders-vq", precision=metrics.get("precision"))
+        print(f"encoders-vq ({vc.source}): {codes_per_image} codes per image, reconstruction "
+              f"MSE {metrics['recon_mse']:.5f} on {len(probe)} train images (pixels in [0, 1])"
+              f" -> {out}")

@@ -18,6 +18,7 @@ import sys
 import torch
 from accelerate import PartialState
 
+from uvlm.device import job_device, require_cuda
 from uvlm.llava.images import encode, image_first, load_parts
 from uvlm.model.batching import Template
 from uvlm.model.checkpoint import load_trained, read_checkpoint_config
@@ -49,9 +50,14 @@ class UVLM(LMMs):
         if int(batch_size) != 1:
             raise ValueError(f"uvlm: batch_size={batch_size}; the paper evaluates one prompt "
                              f"at a time (batch_size=1)")
-        self._device = torch.device(device) if device else \
-            PartialState(cpu=not torch.cuda.is_available()).device
         cfg, run, _ = read_checkpoint_config(checkpoint)
+        job = f"lmms-eval {checkpoint}"
+        if device:  # lmms-eval's --device wins; else the checkpoint's config says
+            self._device = torch.device(device)
+            if self._device.type == "cuda":
+                require_cuda(job, f"lmms-eval --device {device}")
+        else:
+            self._device = PartialState(cpu=job_device(cfg, job).type == "cpu").device
         ctx, towers = load_parts(cfg, run)
         self.model, self.cfg, self.run, self.ctx = load_trained(checkpoint, ctx)
         self.model.to(self._device)

@@ -20,6 +20,7 @@ import torch
 from accelerate import PartialState
 
 from uvlm.config import Config, ConfigError, command_parser, parse_command
+from uvlm.device import job_gpu
 from uvlm.grid import Run, all_runs, parse_run
 from uvlm.llava import (
     STAGES,
@@ -42,8 +43,10 @@ def last_checkpoint(cfg: Config, stage: str, run: Run, seed: int) -> Path:
     return stage_dir(cfg, stage, run, seed) / f"ckpt{cfg.train.checkpoints:02d}"
 
 
-def train_stage(cfg: Config, stage: str, run: Run, seed: int, progress: bool = True) -> Path:
-    """Train one stage of ``run`` (for ``pretrain``, its stage-1 run) and return its folder."""
+def train_stage(cfg: Config, stage: str, run: Run, seed: int, progress: bool = True,
+                cpu: bool | None = None) -> Path:
+    """Train one stage of ``run`` (for ``pretrain``, its stage-1 run) and return its folder;
+    ``cpu`` as in ``uvlm.train.fit``."""
     scfg = stage_config(cfg, stage)
     ctx, towers = load_parts(cfg, run)
     path = data_file(cfg, stage_data(cfg, stage, run))
@@ -57,7 +60,8 @@ def train_stage(cfg: Config, stage: str, run: Run, seed: int, progress: bool = T
     print(f"llava-train {stage} {run.name}: {len(enc.ids)} records of {path}; "
           f"{len(records) - len(enc.ids)} longer than model.llm.max_length="
           f"{cfg.model.llm.max_length} left out")
-    device = PartialState(cpu=not torch.cuda.is_available()).device
+    cpu = not torch.cuda.is_available() if cpu is None else cpu
+    device = PartialState(cpu=cpu).device
     data = TowerBatcher(enc, folder, paths, {s: t.to(device) for s, t in towers.items()},
                         ctx.und, ctx.gen, device)
 
@@ -68,7 +72,7 @@ def train_stage(cfg: Config, stage: str, run: Run, seed: int, progress: bool = T
     else:
         load_weights(model, last_checkpoint(cfg, "pretrain", run, seed) / "model.safetensors",
                      cfg.model.lora.enabled)
-    return fit(scfg, run, seed, model, data, progress, stage_dir(cfg, stage, run, seed))
+    return fit(scfg, run, seed, model, data, progress, stage_dir(cfg, stage, run, seed), cpu)
 
 
 def main(argv: list[str]) -> None:
@@ -84,4 +88,8 @@ def main(argv: list[str]) -> None:
     if run not in known:
         raise ConfigError(f"run {run.name!r} is no {args.stage} run of {args.config}; "
                           f"choose from: {', '.join(sorted(r.name for r in known))}")
-    train_stage(cfg, args.stage, run, args.seed, progress=not args.no_progress)
+    # before loading the LLM and the towers: a GPU job claims a free GPU (one process), and
+    # without a usable one it stops here
+    with job_gpu(cfg, f"llava-train {args.stage} {run.name} seed {args.seed}") as device:
+        train_stage(cfg, args.stage, run, args.seed, progress=not args.no_progress,
+                    cpu=device.type == "cpu")

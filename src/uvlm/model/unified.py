@@ -264,10 +264,12 @@ def check_arch(run: Run) -> None:
                           + ", ".join(get_args(Arch)))
 
 
-def build_model(cfg: Config, run: Run, ctx: ModelContext) -> UnifiedVLM:
+def build_model(cfg: Config, run: Run, ctx: ModelContext,
+                lm: PreTrainedModel | None = None) -> UnifiedVLM:
     """The model of one run: LLM (+ LoRA), adapters and head, random init where not loaded.
 
-    Seed torch before calling: the initial weights come from its global generator.
+    Seed torch before calling: the initial weights come from its global generator. ``lm``:
+    an LLM made elsewhere instead of ``model.llm``'s (the benchmarks' paper-shape LLM).
     """
     check_arch(run)
     for role, space, name in (("und", ctx.und, run.und_space), ("gen", ctx.gen, run.gen_space)):
@@ -277,7 +279,7 @@ def build_model(cfg: Config, run: Run, ctx: ModelContext) -> UnifiedVLM:
     adapter_kind = {"siglip": cfg.model.siglip_adapter, "vq": cfg.model.vq_adapter,
                     "clip": cfg.model.clip_adapter}
     alpha = {"continuous": cfg.model.alpha_continuous, "vq": cfg.model.alpha_vq}
-    lm = build_lm(cfg, len(ctx.tokenizer))
+    lm = build_lm(cfg, len(ctx.tokenizer)) if lm is None else lm
     if cfg.model.lora.enabled:
         lm = apply_lora(lm, cfg)
     return UnifiedVLM(lm, ctx, und_adapter=adapter_kind[ctx.und.name],
