@@ -16,7 +16,9 @@ Each reads hour (hour mod 12, 12 classes), minute (60), weather (3), battery (re
 scored ``1 - |error|/100`` like the VQA battery score), weather_pos (4), battery_pos (4).
 Generation accuracy = the judge's reading of a generated output vs the attributes its prompt
 asked for (``prompt_attributes``; "time" asks hour and minute; the second hand is not
-judged). A judge's own held-out accuracy on ground truth bounds what it can certify.
+judged). A judge's own held-out accuracy on ground truth bounds what it can certify
+(``gt``, and ``vq_recon`` for pixels); its accuracy on the test images shuffled against
+their ground truth (``shuffled_gt``) is the floor, a generator that ignores its prompt.
 
 Command: ``python -m uvlm judge-train --config C --space {pixels,siglip,clip}`` writes
 ``R/eval/judge/{space}/{model.safetensors,config.json,accuracy.json}``.
@@ -324,8 +326,15 @@ def train_and_evaluate(cfg, space: str) -> dict:
     n_test = cfg.data.n_test
     gt_test = _ground_truth(cfg, "test", n_test)
     clusters = [str(i) for i in range(n_test)]
+    tests = _inputs(cfg, space, "test", n_test, recon=True)
     accuracy = {name: summary(reading_ratios(judge.read(x), gt_test, None, clusters))
-                for name, x in _inputs(cfg, space, "test", n_test, recon=True).items()}
+                for name, x in tests.items()}
+    # the floor: a real test image drawn at random for each item (a seeded shuffle) scores
+    # what a generator that ignores its prompt would
+    order = np.random.default_rng(stream_seed(cfg.seed, "judge", space, "shuffle")
+                                  ).permutation(n_test)
+    accuracy["shuffled_gt"] = summary(reading_ratios(judge.read(tests["gt"][order]), gt_test,
+                                                     None, clusters))
     out_dir = judge_dir(cfg, space)
     save_judge(judge, out_dir, {"train_sets": list(train_sets), "n_train_images": n_train,
                                 "steps": cfg.eval.judge_steps, "final_loss": losses[-1],
