@@ -1,5 +1,6 @@
 """End to end: the smoke grid from nothing to findings.md, then incremental rebuilds."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,10 @@ def test_smoke_grid_builds_every_paper_output(smoke_run):
             assert (smoke_run / out).stat().st_size > 0, out
     findings = (smoke_run / "results/smoke/paper/findings.md").read_text()
     assert "F1. Mutual benefit" in findings
+    # each judge's ceiling and floor, from its accuracy.json, beside the generation scores
+    assert "**pixels** judge: ground truth" in findings and "(the floor)" in findings
+    acc = json.loads((smoke_run / "results/smoke/eval/judge/pixels/accuracy.json").read_text())
+    assert {"gt", "vq_recon", "shuffled_gt"} <= set(acc)
     for run in all_runs(cfg):
         ckpt = smoke_run / f"results/smoke/eval/{run.name}/seed0/ckpt02/metrics.json"
         assert ckpt.is_file(), ckpt

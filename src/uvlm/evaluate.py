@@ -28,15 +28,13 @@ from PIL import Image
 from uvlm import encoders, provenance
 from uvlm.config import Config, command_parser, parse_command
 from uvlm.device import job_gpu
-from uvlm.grid import Run, parse_run
+from uvlm.grid import JUDGE_OF_SPACE, Run, parse_run
 from uvlm.model.batching import MODE_TASKS, Template
 from uvlm.model.checkpoint import load_trained
 from uvlm.model.context import load_context
 from uvlm.model.generate import draw, generate_text
 from uvlm.progress import progress_bar
 from uvlm.utils import atomic_path, save_tensors, stream_seed
-
-JUDGE_OF_SPACE = {"vq": "pixels", "siglip": "siglip"}
 
 
 def checkpoints(cfg: Config, run: Run, seed: int, which: str = "all") -> list[Path]:

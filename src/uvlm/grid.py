@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from uvlm.config import Config, ConfigError
 
 MODES = ("mixed", "und", "gen")
+#: the generation judge that reads a generation space's outputs: VQ codes are decoded to
+#: pixels, continuous heads are read in their feature space (``uvlm.eval.judge``)
+JUDGE_OF_SPACE = {"vq": "pixels", "siglip": "siglip"}
 #: records per image a mode trains on (vqa + caption + generation); equal-compute runs scale
 #: their epochs by mixed/single so they take as many optimizer steps as the mixed run.
 RECORDS_PER_IMAGE = {"mixed": 3, "und": 2, "gen": 1}

@@ -179,11 +179,6 @@ def train_inputs(wildcards):
     return inputs
 
 
-def judge_for(space):
-    """The judge that reads a generation space's outputs: VQ codes are decoded to pixels."""
-    return {"vq": "pixels", "siglip": "siglip"}[space]
-
-
 def judge_inputs(wildcards):
     inputs = {
         "train": f"{R}/data/attributes/train.csv",
@@ -210,7 +205,7 @@ def eval_inputs(wildcards):
         "features": sorted({features(run.und_space, "test"), features(run.gen_space, "test")}),
     }
     if run.mode != "und":
-        inputs["judge"] = f"{R}/eval/judge/{judge_for(run.gen_space)}/model.safetensors"
+        inputs["judge"] = f"{R}/eval/judge/{grid.JUDGE_OF_SPACE[run.gen_space]}/model.safetensors"
     if "vq" in (run.und_space, run.gen_space):
         inputs["vq"] = vq_weights()
     if run.affine:

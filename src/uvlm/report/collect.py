@@ -77,6 +77,10 @@ def llava_results_path(cfg: Config, run: Run) -> Path:
     return cfg.root / "eval" / "llava" / run.name / "results.json"
 
 
+def judge_accuracy_path(cfg: Config, judge: str) -> Path:
+    return cfg.root / "eval" / "judge" / judge / "accuracy.json"
+
+
 def paper_dir(cfg: Config) -> Path:
     return cfg.root / "paper"
 
@@ -357,6 +361,7 @@ class Reads:
     log_runs: tuple[Run, ...] = ()
     llava_runs: tuple[Run, ...] = ()
     space_probe: bool = False  # what each frozen vision space keeps (probe-spaces)
+    judges: tuple[str, ...] = ()  # generation judges whose own accuracy is read
     files: tuple[Path, ...] = field(default=())  # reference numbers, figure styles
 
     def paths(self, cfg: Config) -> list[Path]:
@@ -366,6 +371,7 @@ class Reads:
                 + [train_log_path(cfg, r, s) for r in self.log_runs for s in run_seeds(cfg, r)]
                 + [llava_results_path(cfg, r) for r in self.llava_runs]
                 + ([space_probe_path(cfg)] if self.space_probe else [])
+                + [judge_accuracy_path(cfg, j) for j in self.judges]
                 + list(self.files))
 
 
@@ -383,6 +389,7 @@ class Results:
     steps: pd.DataFrame  # run, seed, steps
     llava: pd.DataFrame  # run, benchmark, value, lo, hi
     spaces: dict = field(default_factory=dict)  # space -> probe-spaces scores (or {})
+    judges: dict = field(default_factory=dict)  # judge -> its accuracy.json
 
 
 PAIRED_SECTIONS = ("vqa_official", "vqa_full", "generation")  # the sections verdicts read
@@ -453,4 +460,5 @@ def load(cfg: Config, reads: Reads) -> Results:
     tidy = pd.concat(frames, ignore_index=True) if frames else evals
     return Results(tidy, probes, collect_steps(cfg, list(reads.log_runs)),
                    collect_llava(cfg, list(reads.llava_runs)),
-                   _read_json(space_probe_path(cfg)) if reads.space_probe else {})
+                   _read_json(space_probe_path(cfg)) if reads.space_probe else {},
+                   {j: _read_json(judge_accuracy_path(cfg, j)) for j in reads.judges})

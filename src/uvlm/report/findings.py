@@ -156,6 +156,8 @@ def _f1(cfg: Config, res: Results, ref: dict, tally: Tally) -> list[str]:
     ]
     out.append(_ceilings(res))
     for title, section, metric, single, expect, authors in tests:
+        if section == spec.GEN_SECTION and metric == spec.GEN_PRIMARY:
+            out.append(_judge_bounds(res))
         judged = _comparison(_mutual_values(cfg, res, section, metric), "mixed", single,
                              expect, metric)
         out.append(f"### {title}\n")
@@ -202,6 +204,26 @@ def _ceilings(res: Results) -> str:
             "the train split, the same VQA formulas on the test split; raw pixels are the "
             "ceiling): " + "; ".join(parts) + ". An understanding score can only approach "
             "its space's probe.\n")
+
+
+#: a judge's input sets on the test split (``uvlm.eval.judge``), as findings.md names them
+JUDGE_SETS = {"gt": "ground truth", "vq_recon": "the VQ's reconstructions of it",
+              "shuffled_gt": "test images shuffled against their prompts (the floor)"}
+
+
+def _judge_bounds(res: Results) -> str:
+    """What a judge can certify: its accuracy on ground truth (and on the VQ's
+    reconstructions) is the ceiling of a generation score, on shuffled images the floor."""
+    if not res.judges:
+        return "_No generation judge at this scale._\n"
+    parts = []
+    for judge, acc in res.judges.items():
+        sets = ", ".join(f"{label} {acc[k]['total']:.3f}" for k, label in JUDGE_SETS.items()
+                         if k in acc)
+        parts.append(f"**{judge}** judge: {sets}")
+    return ("The judges' own total accuracy on the test split (every attribute of each "
+            "image): " + "; ".join(parts) + ". A generation score between the floor and "
+            "the ceiling says how much of the prompt the images show.\n")
 
 
 def _imbalance(cfg: Config, res: Results, tally: Tally) -> list[str]:

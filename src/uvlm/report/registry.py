@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from uvlm.config import Config, ConfigError
-from uvlm.grid import experiment_runs
+from uvlm.grid import JUDGE_OF_SPACE, experiment_runs
 from uvlm.report.collect import (
     Reads,
     Results,
@@ -156,7 +156,11 @@ def _findings_reads(cfg: Config) -> Reads:
                  probe_runs=tuple(experiment_runs(cfg, "adapters")) if "adapters" in exps
                  else (),
                  llava_runs=tuple(experiment_runs(cfg, "llava")) if "llava" in exps else (),
-                 space_probe="llava" not in exps, files=(_rel(REFERENCE_PATH),))
+                 space_probe="llava" not in exps,
+                 judges=tuple(sorted({JUDGE_OF_SPACE[r.gen_space]
+                                      for r in experiment_runs(cfg, "mutual")
+                                      if r.mode != "und"})) if "mutual" in exps else (),
+                 files=(_rel(REFERENCE_PATH),))
 
 
 def _findings_outputs(cfg: Config) -> list[Path]:
