@@ -420,7 +420,9 @@ class Config:
     @property
     def root(self) -> Path:
         """All outputs of this config live here."""
-        return Path("results") / self.name
+        from uvlm.paths import results_root
+
+        return results_root(self.name)
 
     def hash(self) -> str:
         """Stable hash of the resolved config (provenance)."""

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, PartialState
 
-from uvlm import provenance
+from uvlm import paths, provenance
 from uvlm.config import Config, ConfigError, command_parser, parse_command, to_dict
 from uvlm.device import job_gpu
 from uvlm.grid import Run, optimizer_steps, parse_run
@@ -181,7 +181,7 @@ def fit(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher,
     device ``uvlm.device.job_device`` chose; None (tests, benchmarks) means the CPU when
     there is no CUDA.
     """
-    out = cfg.root / "runs" / run.name / f"seed{seed}" if out is None else out
+    out = paths.run_dir(cfg, run, seed) if out is None else out
     # Without CUDA, processes started by torchrun (accelerate's multi-process launcher) must
     # be told they are CPU processes to form a gloo group instead of falling back to one.
     cpu = not torch.cuda.is_available() if cpu is None else cpu
@@ -192,7 +192,7 @@ def fit(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher,
 
 def _loop(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher, progress: bool,
           out: Path, cpu: bool) -> Path:
-    state, metrics = out / "state", out / "metrics.jsonl"
+    state, metrics = paths.state_dir(out), paths.metrics_log(out)
     tc = cfg.train
 
     world, rank = PartialState(cpu=cpu).num_processes, PartialState(cpu=cpu).process_index
@@ -288,7 +288,7 @@ def _loop(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher, pr
         if done in ckpt_at:
             accelerator.wait_for_everyone()
             if main:
-                ckpt = out / f"ckpt{ckpt_at[done]:02d}"
+                ckpt = out / paths.ckpt_name(ckpt_at[done])
                 info = {"seed": seed, "checkpoint": ckpt_at[done], "step": done,
                         "total_steps": total, "fraction": done / total,
                         "samples": done * tc.batch_size, "records": n, "precision": used}
@@ -331,6 +331,6 @@ def main(argv: list[str]) -> None:
         out = train(cfg, run, args.seed, ctx, records, features, progress=not args.no_progress,
                     cpu=device.type == "cpu")
         if not args.synthetic:
-            _, _, info = read_checkpoint_config(out / f"ckpt{cfg.train.checkpoints:02d}")
+            _, _, info = read_checkpoint_config(out / paths.ckpt_name(cfg.train.checkpoints))
             provenance.write(cfg, "train", run=run.name, seed=args.seed,
                              precision=info["precision"])

@@ -24,6 +24,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from uvlm import paths
 from uvlm.config import Config
 from uvlm.encoders.towers import VQTower, freeze
 from uvlm.encoders.vq import VQModel, load_vq_dir
@@ -66,7 +67,7 @@ def _siglip_tower(cfg: Config) -> torch.nn.Module:
     from uvlm.encoders.siglip import load_siglip
 
     s = cfg.encoders.siglip
-    return load_siglip(encoder_dir(cfg, "siglip") if s.source == "train" else s.path, s)
+    return load_siglip(paths.encoder_dir(cfg, "siglip") if s.source == "train" else s.path, s)
 
 
 def _clip_tower(cfg: Config) -> torch.nn.Module:
@@ -117,16 +118,7 @@ def load_vision_model(cfg: Config, space: str) -> torch.nn.Module:
 
 # --------------------------------------------------------------------------- files
 
-def encoder_dir(cfg: Config, name: str) -> Path:
-    return cfg.root / "encoders" / name
-
-
-def features_path(cfg: Config, space: str, split: str) -> Path:
-    return cfg.root / "encoders" / "features" / f"{space}_{split}.safetensors"
-
-
-def affine_path(cfg: Config, space: str, strength: float) -> Path:
-    return cfg.root / "encoders" / "affine" / f"{space}_{strength:g}.safetensors"
+features_path = paths.features_file  # where the files live: uvlm.paths (the layout)
 
 
 def _need(path: Path) -> Path:
@@ -137,7 +129,7 @@ def _need(path: Path) -> Path:
 
 def load_features(cfg: Config, space: str, split: str) -> torch.Tensor:
     """Features float32 (N, T, D) or codes int64 (N, T) of every image of ``split``."""
-    path = _need(features_path(cfg, space, split))
+    path = _need(paths.features_file(cfg, space, split))
     key = _space(space).features_key
     tensors = load_tensors(path)
     if key not in tensors:
@@ -147,19 +139,19 @@ def load_features(cfg: Config, space: str, split: str) -> torch.Tensor:
 
 def load_codebook(cfg: Config) -> torch.Tensor:
     """The VQ codebook as the model embeds codes: (K, d), l2-normalised rows."""
-    path = _need(encoder_dir(cfg, "vq") / "model.safetensors")
+    path = _need(paths.encoder_weights(cfg, "vq"))
     return F.normalize(load_tensors(path)["quantize.embedding.weight"], dim=-1)
 
 
 def load_affine(cfg: Config, space: str, strength: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(A (D, D), b (D,)): the distortion ``x @ A + b`` of the alignment experiment."""
-    tensors = load_tensors(_need(affine_path(cfg, space, strength)))
+    tensors = load_tensors(_need(paths.affine_file(cfg, space, strength)))
     return tensors["A"], tensors["b"]
 
 
 def load_vq(cfg: Config) -> VQModel:
     """The frozen VQ model; ``.decode_code(codes (B, T)) -> images (B, 3, H, W) in [-1, 1]``."""
-    return freeze(load_vq_dir(_need(encoder_dir(cfg, "vq"))))
+    return freeze(load_vq_dir(_need(paths.encoder_dir(cfg, "vq"))))
 
 
 def decode_to_pixels(vq: VQModel, codes: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -176,4 +168,4 @@ def load_tokenizer(cfg: Config):
     """The LLM tokenizer saved by ``encoders-tokenizer`` (a ``PreTrainedTokenizerFast``)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(_need(encoder_dir(cfg, "tokenizer")))
+    return AutoTokenizer.from_pretrained(_need(paths.encoder_dir(cfg, "tokenizer")))

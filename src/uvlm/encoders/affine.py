@@ -22,7 +22,7 @@ import torch
 
 from uvlm import provenance
 from uvlm.config import Config, command_parser, parse_command
-from uvlm.encoders import affine_path, space_info
+from uvlm.encoders import space_info
 from uvlm.utils import rng, save_tensors
 
 #: SigLIP's translation is U[0, BIAS_SCALE * k] (k = 1: U[0, 0.1])
@@ -64,7 +64,7 @@ def write_affines(cfg: Config) -> list:
     paths = []
     for space, strength, make in jobs:
         a, b = make(cfg.seed, space_info(cfg, space).feature_dim, strength)
-        path = affine_path(cfg, space, strength)
+        path = paths.affine_file(cfg, space, strength)
         save_tensors(path, {"A": torch.from_numpy(a).float().contiguous(),
                             "b": torch.from_numpy(b).float().contiguous()},
                      metadata={"space": space, "strength": f"{strength:g}"})

@@ -35,7 +35,7 @@ from transformers import (
 )
 from transformers.image_utils import IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD
 
-from uvlm import provenance
+from uvlm import paths, provenance
 from uvlm.config import SiglipConfig as SiglipSection
 from uvlm.config import command_parser, parse_command
 from uvlm.data.records import load_records
@@ -182,7 +182,7 @@ def main(argv: list[str]) -> None:
         return
     with job_gpu(cfg, "encoders-siglip") as device:  # before reading the images
         n = check_split(cfg, "train")
-        records_file = cfg.root / "data" / "train.json"
+        records_file = paths.data_file(cfg, "train")
         captions = captions_by_image(load_records(records_file), n, str(records_file))
         tokenizer = load_tokenizer(cfg)
         images = read_images(cfg, "train", range(n))
@@ -192,7 +192,7 @@ def main(argv: list[str]) -> None:
     metrics["train_retrieval_top1_256"] = retrieval_accuracy(
         model, images[probe], captions[probe], tokenizer, sc)
 
-    out = cfg.root / "encoders" / "siglip"
+    out = paths.encoder_dir(cfg, "siglip")
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         write_json(tmp / "metrics.json", metrics)

@@ -32,10 +32,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from uvlm import provenance
+from uvlm import paths, provenance
 from uvlm.config import VQConfig, command_parser, parse_command
 from uvlm.device import job_gpu
-from uvlm.encoders import encoder_dir, load_vq
+from uvlm.encoders import load_vq
 from uvlm.encoders.common import index_batches, lr_at
 from uvlm.encoders.images import check_split, read_images, resize
 from uvlm.encoders.vq import VQArgs, VQModel, load_llamagen_checkpoint, save_vq
@@ -125,7 +125,7 @@ def main(argv: list[str]) -> None:
     p = command_parser("uvlm encoders-vq", __doc__.split("\n")[0])
     args, cfg = parse_command(p, argv)
     vc = cfg.encoders.vq
-    out = encoder_dir(cfg, "vq")
+    out = paths.encoder_dir(cfg, "vq")
     # converting LlamaGen's checkpoint and its reconstruction check are light CPU work (the
     # rule asks for no GPU); training follows the config's device (uvlm.device)
     claim = job_gpu(cfg, "encoders-vq") if vc.source == "train" else \

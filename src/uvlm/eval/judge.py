@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from uvlm import paths
 from uvlm.data.tasks import POSITIONS, WEATHERS
 from uvlm.eval.bootstrap import Ratios
 from uvlm.precision import announce
@@ -241,10 +242,6 @@ def summary(ratios: Ratios) -> dict:
 
 # --------------------------------------------------------------------------- files
 
-def judge_dir(cfg, space: str) -> Path:
-    return cfg.root / "eval" / "judge" / space
-
-
 def save_judge(judge: Judge, out_dir: Path, meta: dict) -> None:
     from uvlm.utils import save_tensors, write_json
 
@@ -258,7 +255,7 @@ def load_judge(cfg, space: str) -> Judge:
     """The trained judge of ``space``; its config must match this package's heads."""
     from uvlm.utils import load_tensors, read_json
 
-    d = judge_dir(cfg, space)
+    d = paths.judge_dir(cfg, space)
     if not (d / "model.safetensors").is_file():
         raise FileNotFoundError(f"{d / 'model.safetensors'}: judge not trained; run "
                                 f"`python -m uvlm judge-train --config ... --space {space}`")
@@ -274,9 +271,10 @@ def load_judge(cfg, space: str) -> Judge:
 def _ground_truth(cfg, split: str, n: int) -> list[dict]:
     from uvlm.data.records import load_attributes
 
-    watches = load_attributes(cfg.root / "data" / "attributes" / f"{split}.csv")
+    path = paths.attributes_file(cfg, split)
+    watches = load_attributes(path)
     if len(watches) < n:
-        raise ValueError(f"{cfg.root / 'data' / 'attributes' / f'{split}.csv'}: "
+        raise ValueError(f"{path}: "
                          f"{len(watches)} rows, expected at least {n}")
     return [vars(w) for w in watches[:n]]
 
@@ -335,12 +333,12 @@ def train_and_evaluate(cfg, space: str) -> dict:
                                   ).permutation(n_test)
     accuracy["shuffled_gt"] = summary(reading_ratios(judge.read(tests["gt"][order]), gt_test,
                                                      None, clusters))
-    out_dir = judge_dir(cfg, space)
+    out_dir = paths.judge_dir(cfg, space)
     save_judge(judge, out_dir, {"train_sets": list(train_sets), "n_train_images": n_train,
                                 "steps": cfg.eval.judge_steps, "final_loss": losses[-1],
                                 "precision": precision,
                                 "config_hash": cfg.hash()})
-    write_json(out_dir / "accuracy.json", {"space": space, "split": "test", **accuracy})
+    write_json(paths.judge_accuracy(cfg, space), {"space": space, "split": "test", **accuracy})
     return accuracy
 
 
@@ -353,5 +351,5 @@ def main(argv: list[str]) -> None:
     p.add_argument("--space", required=True, choices=list(TRUNKS))
     args, cfg = parse_command(p, argv)
     print(json.dumps(train_and_evaluate(cfg, args.space), indent=1))
-    used = json.loads((judge_dir(cfg, args.space) / "config.json").read_text())["precision"]
+    used = json.loads((paths.judge_dir(cfg, args.space) / "config.json").read_text())["precision"]
     provenance.write(cfg, "judge-train", judge=args.space, precision=used)

@@ -22,6 +22,7 @@ import time
 
 import torch
 
+from uvlm import paths
 from uvlm.config import command_parser, load
 from uvlm.device import require_cuda
 from uvlm.grid import parse_run
@@ -145,6 +146,6 @@ def main(argv: list[str]) -> None:
           f"{mfu}{memory}; {GENERATE_FORMULA}, N = {frozen + trainable:,}; peak "
           f"{peak if peak else 'unknown'} TFLOP/s ({name})")
     print(f"identical tokens: {same} ({agree:.1%} of the reference loop's)")
-    write_json(cfg.root / "bench" / f"generate{'_cuda' if cuda else ''}.json", result)
+    write_json(paths.bench_dir(cfg) / f"generate{'_cuda' if cuda else ''}.json", result)
     if not same and not cuda:
         raise SystemExit("bench-generate: cached and reference tokens differ")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from uvlm import paths
 from uvlm.config import Config, ConfigError
 from uvlm.grid import Run
 from uvlm.model.batching import GEN_TASKS, MODE_TASKS
@@ -28,9 +29,7 @@ def load_context(cfg: Config, run: Run) -> ModelContext:
 
 def train_file(cfg: Config, run: Run):
     """``R/data/train.json``, or the run's variant file."""
-    data = cfg.root / "data"
-    return data / "train.json" if run.variant == "train" else data / "variants" / \
-        f"{run.variant}.json"
+    return paths.train_data_file(cfg, run.variant)
 
 
 def mode_records(records: list[dict], run: Run, source: str) -> list[dict]:
