@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from uvlm import UvlmError, paths
-from uvlm.config import Config, command_parser, parse_command, to_dict
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import Config, to_dict
 from uvlm.utils import read_json, write_json
 
 SCHEMA = 1

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import shutil
 import time
 from functools import lru_cache
@@ -34,38 +33,25 @@ import torch
 from accelerate import Accelerator, PartialState
 
 from uvlm import paths, provenance
-from uvlm.config import Config, ConfigError, command_parser, parse_command, to_dict
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import Config, ConfigError, to_dict
 from uvlm.device import job_gpu
 from uvlm.grid import Run, optimizer_steps, parse_run
 from uvlm.model.batching import Batcher, Template
 from uvlm.model.checkpoint import (
-    load_weights,
+    drop_stale_state,
+    keep_checkpoint,
+    load_state,
     read_checkpoint_config,
-    save_weights,
+    restore_checkpoints,
+    save_state,
     write_checkpoint,
 )
 from uvlm.model.context import load_train_inputs, mode_records
 from uvlm.model.unified import ModelContext, UnifiedVLM, build_model, check_arch
 from uvlm.precision import resolve
 from uvlm.progress import progress_bar
-from uvlm.utils import (
-    atomic_write,
-    load_tensors,
-    read_json,
-    run_lock,
-    save_tensors,
-    stream_seed,
-    write_json,
-)
-
-
-def lr_at(step: int, total: int, peak: float, warmup_ratio: float) -> float:
-    """Linear warmup over ceil(warmup_ratio x total) steps, then cosine decay to 0."""
-    warmup = math.ceil(warmup_ratio * total)
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(total - warmup, 1)
-    return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
+from uvlm.utils import atomic_write, lr_at, run_lock, stream_seed
 
 
 def plan(cfg: Config, run: Run, n_records: int) -> tuple[int, dict[int, int]]:
@@ -94,65 +80,6 @@ def state_key(cfg: Config, run: Run, seed: int) -> str:
         sections += ("llava",)
     return json.dumps({k: d[k] for k in sections} | {"run": run.name, "train_seed": seed},
                       sort_keys=True)
-
-
-# ---------------------------------------------------------------------- resume state
-
-def save_state(state: Path, step: int, key: str, model, optimizer, lora: bool, metrics: Path):
-    """Write ``state/step{N}/`` then point ``state/latest.json`` at it (atomic switch)."""
-    d = state / f"step{step:08d}"
-    d.mkdir(parents=True, exist_ok=True)
-    save_weights(model, d / "model.safetensors", lora)
-    opt = optimizer.state_dict()
-    tensors = {f"{i}.{name}": t for i, s in opt["state"].items() for name, t in s.items()}
-    save_tensors(d / "optimizer.safetensors", {k: v.contiguous() for k, v in tensors.items()})
-    write_json(d / "optimizer.json", {"param_groups": opt["param_groups"]})
-    shutil.copyfile(metrics, d / "metrics.jsonl")
-    write_json(state / "latest.json", {"step": step, "key": key, "dir": d.name})
-    for old in state.glob("step*"):
-        if old != d:
-            shutil.rmtree(old)
-
-
-def drop_stale_state(state: Path, key: str) -> None:
-    """A resume state of another config or run is discarded, loudly."""
-    if (state / "latest.json").is_file() and read_json(state / "latest.json")["key"] != key:
-        print(f"{state}: resume state of another config or run; starting afresh")
-        shutil.rmtree(state)
-
-
-def load_state(state: Path, model, optimizer, lora: bool) -> int:
-    """Restore the latest state into model and optimizer; return its step (0 if none)."""
-    if not (state / "latest.json").is_file():
-        return 0
-    latest = read_json(state / "latest.json")
-    d = state / latest["dir"]
-    load_weights(model, d / "model.safetensors", lora)
-    flat = load_tensors(d / "optimizer.safetensors")
-    per_param: dict[int, dict] = {}
-    for k, t in flat.items():
-        i, name = k.split(".", 1)
-        per_param.setdefault(int(i), {})[name] = t
-    groups = read_json(d / "optimizer.json")["param_groups"]
-    optimizer.load_state_dict({"state": per_param, "param_groups": groups})
-    return latest["step"]
-
-
-def restore_checkpoints(state: Path, out: Path) -> None:
-    """Re-link checkpoints that a workflow manager deleted after a killed job."""
-    for kept in sorted(state.glob("ckpt*")):
-        for f in kept.iterdir():
-            if not (out / kept.name / f.name).exists():
-                (out / kept.name).mkdir(parents=True, exist_ok=True)
-                os.link(f, out / kept.name / f.name)
-
-
-def keep_checkpoint(ckpt: Path, state: Path) -> None:
-    (state / ckpt.name).mkdir(parents=True, exist_ok=True)
-    for f in ckpt.iterdir():
-        target = state / ckpt.name / f.name
-        target.unlink(missing_ok=True)
-        os.link(f, target)
 
 
 # ---------------------------------------------------------------------- training
@@ -246,9 +173,10 @@ def _loop(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher, pr
 
     bar = progress_bar(total=total, initial=start, disable=not (progress and main))
     t0, tokens, logged = time.perf_counter(), 0, start
+    warmup = math.ceil(tc.warmup_ratio * total)
     for step in range(start, total):
         for group, peak in zip(optimizer.param_groups, peaks, strict=True):
-            group["lr"] = lr_at(step, total, peak, tc.warmup_ratio)
+            group["lr"] = lr_at(step, total, peak, warmup)
         rows = step_rows(step)
         n_text, n_image = data.counts(rows)
         tokens += data.tokens(rows)

@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 from uvlm import paths, provenance
-from uvlm.config import Config, command_parser, parse_command
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import Config
 from uvlm.data.attributes import Watch, sample_watch
 from uvlm.data.records import image_file, write_attributes
 from uvlm.data.render import PNG_OPTIONS, Renderer

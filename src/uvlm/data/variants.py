@@ -24,7 +24,8 @@ from collections import Counter
 from pathlib import Path
 
 from uvlm import UvlmError, paths, provenance
-from uvlm.config import BiasConfig, Config, command_parser, parse_command
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import BiasConfig, Config
 from uvlm.data.attributes import WEATHERS, Watch
 from uvlm.data.records import load_attributes, load_records
 from uvlm.grid import data_variants

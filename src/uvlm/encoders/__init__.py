@@ -10,8 +10,8 @@ every later stage reads (R = results/<config name>):
 * ``R/encoders/affine/{space}_{strength:g}.safetensors``: ``A`` (D, D), ``b`` (D,), applied
   as ``x @ A + b`` to understanding features only (``load_affine``).
 
-``SPACES`` maps each space name to how its size is derived from the config and how its
-tower is loaded; ``space_info`` loads no weights.
+``SPACES`` maps each space name to how its ``Space`` (``uvlm.encoders.space``) is derived
+from the config and how its tower is loaded; ``space_info`` loads no weights.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from uvlm import paths
 from uvlm.config import Config
+from uvlm.encoders.space import HeadKind, Space
 from uvlm.encoders.towers import VQTower, freeze
 from uvlm.encoders.vq import VQModel, load_vq_dir
 from uvlm.utils import load_tensors
@@ -36,31 +36,20 @@ from uvlm.utils import load_tensors
 STAGE_HINT = "run `snakemake encoders` (or the encoders-* commands) for this config first"
 
 
-@dataclass(frozen=True)
-class SpaceInfo:
-    name: str
-    kind: Literal["continuous", "vq"]
-    num_tokens: int  # tokens per image
-    feature_dim: int  # width of what the input adapter sees (VQ: the codebook dimension)
-    codebook_size: int | None  # VQ only: classes of the image head
-
-
-def _siglip_info(cfg: Config) -> SpaceInfo:
+def _siglip_info(cfg: Config) -> Space:
     s = cfg.encoders.siglip
-    return SpaceInfo("siglip", "continuous", (s.image_size // s.patch_size) ** 2,
-                     s.hidden_size, None)
+    return Space("siglip", "continuous", (s.image_size // s.patch_size) ** 2, s.hidden_size)
 
 
-def _clip_info(cfg: Config) -> SpaceInfo:
+def _clip_info(cfg: Config) -> Space:
     c = cfg.encoders.clip
-    return SpaceInfo("clip", "continuous", (c.image_size // c.patch_size) ** 2, c.hidden_size,
-                     None)
+    return Space("clip", "continuous", (c.image_size // c.patch_size) ** 2, c.hidden_size)
 
 
-def _vq_info(cfg: Config) -> SpaceInfo:
+def _vq_info(cfg: Config) -> Space:
     v = cfg.encoders.vq
     side = v.image_size // 2 ** (len(v.ch_mult) - 1)  # one code per downsample^2 pixels
-    return SpaceInfo("vq", "vq", side * side, v.codebook_dim, v.codebook_size)
+    return Space("vq", "vq", side * side, v.codebook_dim, v.codebook_size)
 
 
 def _siglip_tower(cfg: Config) -> torch.nn.Module:
@@ -81,9 +70,11 @@ def _vq_tower(cfg: Config) -> torch.nn.Module:
 
 
 @dataclass(frozen=True)
-class Space:
-    kind: Literal["continuous", "vq"]
-    info: Callable[[Config], SpaceInfo]
+class SpaceEntry:
+    """How a space's ``Space`` is derived from the config and how its tower is loaded."""
+
+    kind: HeadKind
+    info: Callable[[Config], Space]
     tower: Callable[[Config], torch.nn.Module]  # frozen: images in [0, 1] -> features/codes
 
     @property
@@ -92,20 +83,20 @@ class Space:
         return {"continuous": "features", "vq": "codes"}[self.kind]
 
 
-SPACES: dict[str, Space] = {
-    "siglip": Space("continuous", _siglip_info, _siglip_tower),
-    "vq": Space("vq", _vq_info, _vq_tower),
-    "clip": Space("continuous", _clip_info, _clip_tower),
+SPACES: dict[str, SpaceEntry] = {
+    "siglip": SpaceEntry("continuous", _siglip_info, _siglip_tower),
+    "vq": SpaceEntry("vq", _vq_info, _vq_tower),
+    "clip": SpaceEntry("continuous", _clip_info, _clip_tower),
 }
 
 
-def _space(name: str) -> Space:
+def _space(name: str) -> SpaceEntry:
     if name not in SPACES:
         raise KeyError(f"unknown vision space {name!r}; choose from: {', '.join(SPACES)}")
     return SPACES[name]
 
 
-def space_info(cfg: Config, name: str) -> SpaceInfo:
+def space_info(cfg: Config, name: str) -> Space:
     """Token count and widths of a space, from the config alone."""
     return _space(name).info(cfg)
 

@@ -14,7 +14,8 @@ import time
 import torch
 
 from uvlm import provenance
-from uvlm.config import Config, command_parser, parse_command
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import Config
 from uvlm.device import job_gpu
 from uvlm.encoders import SPACES, features_path, load_vision_model, space_info
 from uvlm.encoders.images import SPLITS, check_split, read_images

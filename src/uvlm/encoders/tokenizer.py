@@ -24,7 +24,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from uvlm import paths, provenance
-from uvlm.config import Config, command_parser, parse_command
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import Config
 from uvlm.data.records import load_records
 from uvlm.encoders.common import atomic_dir
 from uvlm.model.batching import rendered_turns

@@ -344,7 +344,7 @@ def train_and_evaluate(cfg, space: str) -> dict:
 
 def main(argv: list[str]) -> None:
     from uvlm import provenance
-    from uvlm.config import command_parser, parse_command
+    from uvlm.cli import command_parser, parse_command
 
     p = command_parser("python -m uvlm judge-train", __doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)

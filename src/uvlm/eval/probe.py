@@ -125,7 +125,7 @@ def spaces_of(cfg) -> list[str]:
 
 def main(argv: list[str]) -> None:
     from uvlm import encoders, paths, provenance
-    from uvlm.config import command_parser, parse_command
+    from uvlm.cli import command_parser, parse_command
     from uvlm.data.records import load_attributes
     from uvlm.encoders.images import read_images
     from uvlm.utils import stream_seed, write_json

@@ -12,7 +12,8 @@ import shutil
 from pathlib import Path
 
 from uvlm import UvlmError, paths
-from uvlm.config import Config, command_parser, parse_command
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import Config
 from uvlm.grid import Run, parse_run
 from uvlm.report.collect import read_lmms_eval
 from uvlm.utils import atomic_path, read_json

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 
-from uvlm.config import Config, ConfigError, command_parser, parse_command
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import Config, ConfigError
 from uvlm.device import job_gpu
 from uvlm.grid import Run, all_runs, parse_run
 from uvlm.llava import (

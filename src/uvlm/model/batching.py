@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from uvlm.model.unified import Batch, Space
+from uvlm.encoders.space import Space
+from uvlm.model.unified import Batch
 
 IMAGE = "<image>"
 #: the vicuna_v1 role markers around each human turn (the answer follows ASSISTANT)

@@ -23,8 +23,10 @@ import time
 import torch
 
 from uvlm import paths
-from uvlm.config import command_parser, load
+from uvlm.cli import command_parser
+from uvlm.config import load
 from uvlm.device import require_cuda
+from uvlm.encoders.space import Space
 from uvlm.grid import parse_run
 from uvlm.model import synthetic
 from uvlm.model.batching import Template
@@ -37,7 +39,7 @@ from uvlm.model.flops import (
     peak_tflops,
 )
 from uvlm.model.generate import generate_images, reference_images
-from uvlm.model.unified import ModelContext, Space, build_model
+from uvlm.model.unified import ModelContext, build_model
 from uvlm.precision import cpu_model
 from uvlm.utils import write_json
 

@@ -27,7 +27,8 @@ import shutil
 import time
 
 from uvlm import paths
-from uvlm.config import ConfigError, command_parser, load, parse_command
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import ConfigError, load
 from uvlm.grid import parse_run
 from uvlm.utils import write_json
 

@@ -4,10 +4,16 @@
 the trained ones with LoRA; never the frozen codebook or affine map, which are reloaded from
 the encoders stage). ``ckpt/config.yaml`` is the resolved config plus a ``checkpoint`` section
 (run, seed, step, fraction), so ``load_trained(ckpt)`` rebuilds the model from it alone.
+
+The resume state of a training job lives here too: ``save_state`` / ``load_state`` (weights,
+AdamW moments, step) and the hard links that keep its checkpoints (``keep_checkpoint``,
+``restore_checkpoints``).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -17,7 +23,7 @@ from uvlm import UvlmError
 from uvlm.config import Config, from_dict, to_dict
 from uvlm.grid import Run, parse_run
 from uvlm.model.unified import ModelContext, UnifiedVLM, build_model, saved_keys
-from uvlm.utils import atomic_write, load_tensors, save_tensors
+from uvlm.utils import atomic_write, load_tensors, read_json, save_tensors, write_json
 
 
 def save_weights(model: UnifiedVLM, path: Path, lora: bool) -> None:
@@ -85,3 +91,64 @@ def load_trained(ckpt: Path, ctx: ModelContext | None = None):
     model = build_model(cfg, run, ctx)
     load_weights(model, Path(ckpt) / "model.safetensors", cfg.model.lora.enabled)
     return model.eval(), cfg, run, ctx
+
+
+# ---------------------------------------------------------------------- resume state
+# A training job's scratch folder (``uvlm.paths.state_dir``): the full training state at its
+# latest checkpoint and hard links of every checkpoint it wrote (``uvlm.train``).
+
+def save_state(state: Path, step: int, key: str, model, optimizer, lora: bool, metrics: Path):
+    """Write ``state/step{N}/`` then point ``state/latest.json`` at it (atomic switch)."""
+    d = state / f"step{step:08d}"
+    d.mkdir(parents=True, exist_ok=True)
+    save_weights(model, d / "model.safetensors", lora)
+    opt = optimizer.state_dict()
+    tensors = {f"{i}.{name}": t for i, s in opt["state"].items() for name, t in s.items()}
+    save_tensors(d / "optimizer.safetensors", {k: v.contiguous() for k, v in tensors.items()})
+    write_json(d / "optimizer.json", {"param_groups": opt["param_groups"]})
+    shutil.copyfile(metrics, d / "metrics.jsonl")
+    write_json(state / "latest.json", {"step": step, "key": key, "dir": d.name})
+    for old in state.glob("step*"):
+        if old != d:
+            shutil.rmtree(old)
+
+
+def drop_stale_state(state: Path, key: str) -> None:
+    """A resume state of another config or run is discarded, loudly."""
+    if (state / "latest.json").is_file() and read_json(state / "latest.json")["key"] != key:
+        print(f"{state}: resume state of another config or run; starting afresh")
+        shutil.rmtree(state)
+
+
+def load_state(state: Path, model, optimizer, lora: bool) -> int:
+    """Restore the latest state into model and optimizer; return its step (0 if none)."""
+    if not (state / "latest.json").is_file():
+        return 0
+    latest = read_json(state / "latest.json")
+    d = state / latest["dir"]
+    load_weights(model, d / "model.safetensors", lora)
+    flat = load_tensors(d / "optimizer.safetensors")
+    per_param: dict[int, dict] = {}
+    for k, t in flat.items():
+        i, name = k.split(".", 1)
+        per_param.setdefault(int(i), {})[name] = t
+    groups = read_json(d / "optimizer.json")["param_groups"]
+    optimizer.load_state_dict({"state": per_param, "param_groups": groups})
+    return latest["step"]
+
+
+def restore_checkpoints(state: Path, out: Path) -> None:
+    """Re-link checkpoints that a workflow manager deleted after a killed job."""
+    for kept in sorted(state.glob("ckpt*")):
+        for f in kept.iterdir():
+            if not (out / kept.name / f.name).exists():
+                (out / kept.name).mkdir(parents=True, exist_ok=True)
+                os.link(f, out / kept.name / f.name)
+
+
+def keep_checkpoint(ckpt: Path, state: Path) -> None:
+    (state / ckpt.name).mkdir(parents=True, exist_ok=True)
+    for f in ckpt.iterdir():
+        target = state / ckpt.name / f.name
+        target.unlink(missing_ok=True)
+        os.link(f, target)

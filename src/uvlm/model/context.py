@@ -13,15 +13,13 @@ from uvlm import paths
 from uvlm.config import Config, ConfigError
 from uvlm.grid import Run
 from uvlm.model.batching import GEN_TASKS, MODE_TASKS
-from uvlm.model.unified import ModelContext, Space
+from uvlm.model.unified import ModelContext
 
 
 def load_context(cfg: Config, run: Run) -> ModelContext:
     from uvlm import encoders
 
-    und, gen = (Space(i.name, i.kind, i.num_tokens, i.feature_dim, i.codebook_size)
-                for i in (encoders.space_info(cfg, run.und_space),
-                          encoders.space_info(cfg, run.gen_space)))
+    und, gen = encoders.space_info(cfg, run.und_space), encoders.space_info(cfg, run.gen_space)
     codebook = encoders.load_codebook(cfg) if "vq" in (und.kind, gen.kind) else None
     affine = encoders.load_affine(cfg, run.und_space, run.affine) if run.affine else None
     return ModelContext(encoders.load_tokenizer(cfg), und, gen, codebook, affine)

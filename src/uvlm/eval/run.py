@@ -26,7 +26,8 @@ import torch
 from PIL import Image
 
 from uvlm import encoders, paths, provenance
-from uvlm.config import Config, command_parser, parse_command
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import Config
 from uvlm.device import job_gpu
 from uvlm.grid import JUDGE_OF_SPACE, Run, parse_run
 from uvlm.model.batching import MODE_TASKS, Template
@@ -37,7 +38,7 @@ from uvlm.progress import progress_bar
 from uvlm.utils import atomic_path, save_tensors, stream_seed
 
 
-def checkpoints(cfg: Config, run: Run, seed: int, which: str = "all") -> list[Path]:
+def checkpoint_dirs(cfg: Config, run: Run, seed: int, which: str = "all") -> list[Path]:
     """The checkpoint directories to evaluate: ``all``, or only the ``final`` one (for runs
     that no table or figure reads earlier: ``uvlm.report.read_checkpoints``)."""
     first = cfg.train.checkpoints if which == "final" else 1
@@ -110,7 +111,7 @@ def evaluate_run(cfg: Config, run: Run, seed: int, which: str = "all",
     from uvlm.eval.judge import load_judge
     from uvlm.eval.score import score_answers, write_items, write_metrics
 
-    ckpts = checkpoints(cfg, run, seed, which)  # fail before loading anything else
+    ckpts = checkpoint_dirs(cfg, run, seed, which)  # fail before loading anything else
     tasks = MODE_TASKS[run.mode]
     records = [r for r in load_records(paths.data_file(cfg, "test")) if r["task"] in tasks]
     # element i of the attributes table is image id i

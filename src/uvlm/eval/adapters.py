@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from uvlm import paths, provenance
-from uvlm.config import Config, command_parser, parse_command
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import Config
 from uvlm.grid import Run, parse_run
 from uvlm.utils import stream_seed, write_json
 
