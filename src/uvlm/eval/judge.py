@@ -245,7 +245,7 @@ def summary(ratios: Ratios) -> dict:
 def save_judge(judge: Judge, out_dir: Path, meta: dict) -> None:
     from uvlm.utils import save_tensors, write_json
 
-    save_tensors(out_dir / "model.safetensors",
+    save_tensors(out_dir / paths.WEIGHTS,
                  {k: v.contiguous() for k, v in judge.state_dict().items()})
     write_json(out_dir / "config.json", {"space": judge.space, "trunk": judge.trunk_kwargs,
                                          "heads": HEADS, "feature_dim": FEATURE_DIM, **meta})
@@ -256,15 +256,15 @@ def load_judge(cfg, space: str) -> Judge:
     from uvlm.utils import load_tensors, read_json
 
     d = paths.judge_dir(cfg, space)
-    if not (d / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{d / 'model.safetensors'}: judge not trained; run "
+    if not (d / paths.WEIGHTS).is_file():
+        raise FileNotFoundError(f"{d / paths.WEIGHTS}: judge not trained; run "
                                 f"`python -m uvlm judge-train --config ... --space {space}`")
     meta = read_json(d / "config.json")
     if meta["space"] != space or meta["heads"] != HEADS or meta["feature_dim"] != FEATURE_DIM:
         raise ValueError(f"{d / 'config.json'}: judge built for space {meta['space']!r}, "
                          f"heads {meta['heads']}; expected {space!r}, {HEADS}")
     judge = Judge(space, **meta["trunk"])
-    judge.load_state_dict(load_tensors(d / "model.safetensors"))
+    judge.load_state_dict(load_tensors(d / paths.WEIGHTS))
     return judge.eval()
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from uvlm import UvlmError
+from uvlm import UvlmError, paths
 from uvlm.config import Config, from_dict, to_dict
 from uvlm.grid import Run, parse_run
 from uvlm.model.unified import ModelContext, UnifiedVLM, build_model, saved_keys
@@ -61,7 +61,7 @@ def load_weights(model: UnifiedVLM, path: Path, lora: bool) -> None:
 
 def write_checkpoint(out: Path, model: UnifiedVLM, cfg: Config, run: Run, info: dict) -> None:
     """``out/model.safetensors`` and ``out/config.yaml`` (config + ``checkpoint`` section)."""
-    save_weights(model, out / "model.safetensors", cfg.model.lora.enabled)
+    save_weights(model, out / paths.WEIGHTS, cfg.model.lora.enabled)
     with atomic_write(out / "config.yaml") as fh:
         yaml.safe_dump({**to_dict(cfg), "checkpoint": {"run": run.name, **info}}, fh,
                        sort_keys=False)
@@ -89,7 +89,7 @@ def load_trained(ckpt: Path, ctx: ModelContext | None = None):
     ctx = load_context(cfg, run) if ctx is None else ctx
     torch.manual_seed(0)  # weights not in the file (a LoRA base) come from model.llm.path
     model = build_model(cfg, run, ctx)
-    load_weights(model, Path(ckpt) / "model.safetensors", cfg.model.lora.enabled)
+    load_weights(model, Path(ckpt) / paths.WEIGHTS, cfg.model.lora.enabled)
     return model.eval(), cfg, run, ctx
 
 
@@ -101,7 +101,7 @@ def save_state(state: Path, step: int, key: str, model, optimizer, lora: bool, m
     """Write ``state/step{N}/`` then point ``state/latest.json`` at it (atomic switch)."""
     d = state / f"step{step:08d}"
     d.mkdir(parents=True, exist_ok=True)
-    save_weights(model, d / "model.safetensors", lora)
+    save_weights(model, d / paths.WEIGHTS, lora)
     opt = optimizer.state_dict()
     tensors = {f"{i}.{name}": t for i, s in opt["state"].items() for name, t in s.items()}
     save_tensors(d / "optimizer.safetensors", {k: v.contiguous() for k, v in tensors.items()})
@@ -126,7 +126,7 @@ def load_state(state: Path, model, optimizer, lora: bool) -> int:
         return 0
     latest = read_json(state / "latest.json")
     d = state / latest["dir"]
-    load_weights(model, d / "model.safetensors", lora)
+    load_weights(model, d / paths.WEIGHTS, lora)
     flat = load_tensors(d / "optimizer.safetensors")
     per_param: dict[int, dict] = {}
     for k, t in flat.items():
