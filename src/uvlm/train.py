@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, PartialState
 
-from uvlm import provenance
+from uvlm import provenance, shard
 from uvlm.config import Config, ConfigError, command_parser, parse_command, to_dict
 from uvlm.device import job_gpu
 from uvlm.grid import Run, optimizer_steps, parse_run
@@ -45,7 +45,7 @@ from uvlm.model.checkpoint import (
     write_checkpoint,
 )
 from uvlm.model.context import load_train_inputs, mode_records
-from uvlm.model.unified import ModelContext, UnifiedVLM, build_model, check_arch
+from uvlm.model.unified import ModelContext, UnifiedVLM, build_model, check_arch, saved_keys
 from uvlm.precision import resolve
 from uvlm.progress import progress_bar
 from uvlm.utils import (
@@ -98,20 +98,36 @@ def state_key(cfg: Config, run: Run, seed: int) -> str:
 
 # ---------------------------------------------------------------------- resume state
 
-def save_state(state: Path, step: int, key: str, model, optimizer, lora: bool, metrics: Path):
-    """Write ``state/step{N}/`` then point ``state/latest.json`` at it (atomic switch)."""
+def save_state(state: Path, step: int, key: str, model, optimizer, lora: bool, metrics: Path,
+               shard: tuple[int, int] | None = None, wait=lambda: None):
+    """Write ``state/step{N}/`` then point ``state/latest.json`` at it (atomic switch).
+
+    ``shard`` = (rank, world) of a sharded model (``uvlm.shard``): every process calls this
+    and writes its own shards, ``model-rank{r}-of{world}.safetensors`` and
+    ``optimizer-rank{r}-of{world}.safetensors``; ``wait`` (a barrier) runs before rank 0
+    switches ``latest.json``. Without ``shard`` only the main process calls it.
+    """
+    from uvlm.shard import local
+
+    rank, world = shard or (0, None)
+    suffix = "" if shard is None else f"-rank{rank}-of{world}"
     d = state / f"step{step:08d}"
     d.mkdir(parents=True, exist_ok=True)
-    save_weights(model, d / "model.safetensors", lora)
+    save_weights(model, d / f"model{suffix}.safetensors", lora)
     opt = optimizer.state_dict()
-    tensors = {f"{i}.{name}": t for i, s in opt["state"].items() for name, t in s.items()}
-    save_tensors(d / "optimizer.safetensors", {k: v.contiguous() for k, v in tensors.items()})
-    write_json(d / "optimizer.json", {"param_groups": opt["param_groups"]})
-    shutil.copyfile(metrics, d / "metrics.jsonl")
-    write_json(state / "latest.json", {"step": step, "key": key, "dir": d.name})
-    for old in state.glob("step*"):
-        if old != d:
-            shutil.rmtree(old)
+    tensors = {f"{i}.{name}": local(t) for i, s in opt["state"].items() for name, t in s.items()}
+    save_tensors(d / f"optimizer{suffix}.safetensors",
+                 {k: v.contiguous() for k, v in tensors.items()})
+    if rank == 0:
+        write_json(d / "optimizer.json", {"param_groups": opt["param_groups"]})
+        shutil.copyfile(metrics, d / "metrics.jsonl")
+    wait()
+    if rank == 0:
+        write_json(state / "latest.json", {"step": step, "key": key, "dir": d.name,
+                                           "sharded_over": world})
+        for old in state.glob("step*"):
+            if old != d:
+                shutil.rmtree(old)
 
 
 def drop_stale_state(state: Path, key: str) -> None:
@@ -121,18 +137,46 @@ def drop_stale_state(state: Path, key: str) -> None:
         shutil.rmtree(state)
 
 
-def load_state(state: Path, model, optimizer, lora: bool) -> int:
-    """Restore the latest state into model and optimizer; return its step (0 if none)."""
+def load_state(state: Path, model, optimizer, lora: bool,
+               shard: tuple[int, int] | None = None) -> int:
+    """Restore the latest state into model and optimizer; return its step (0 if none).
+
+    A sharded state is read back by as many processes as wrote it, each its own shards.
+    """
+    from uvlm.shard import like, local
+
     if not (state / "latest.json").is_file():
         return 0
     latest = read_json(state / "latest.json")
     d = state / latest["dir"]
-    load_weights(model, d / "model.safetensors", lora)
-    flat = load_tensors(d / "optimizer.safetensors")
+    world = None if shard is None else shard[1]
+    if latest.get("sharded_over") != world:
+        def what(w):
+            return "unsharded" if w is None else f"sharded over {w} processes"
+        raise ConfigError(f"{d}: the resume state is {what(latest.get('sharded_over'))}, this "
+                          f"run is {what(world)}; resume with the launch config it was "
+                          f"saved with, or delete {state} to start afresh")
+    if shard is None:
+        load_weights(model, d / "model.safetensors", lora)
+    else:
+        path = d / f"model-rank{shard[0]}-of{world}.safetensors"
+        tensors = load_tensors(path)
+        own = model.state_dict(keep_vars=True)
+        with torch.no_grad():
+            for k in saved_keys(model, lora):
+                target = local(own[k])
+                if k not in tensors or tensors[k].shape != target.shape:
+                    raise ConfigError(f"{path}: no shard {k!r} of shape "
+                                      f"{tuple(target.shape)}; not this run's state")
+                target.copy_(tensors[k])
+    suffix = "" if shard is None else f"-rank{shard[0]}-of{world}"
+    flat = load_tensors(d / f"optimizer{suffix}.safetensors")
+    params = [p for g in optimizer.param_groups for p in g["params"]]
     per_param: dict[int, dict] = {}
     for k, t in flat.items():
         i, name = k.split(".", 1)
-        per_param.setdefault(int(i), {})[name] = t
+        per_param.setdefault(int(i), {})[name] = t if name == "step" else like(t,
+                                                                               params[int(i)])
     groups = read_json(d / "optimizer.json")["param_groups"]
     optimizer.load_state_dict({"state": per_param, "param_groups": groups})
     return latest["step"]
@@ -201,7 +245,9 @@ def _loop(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher, pr
         raise ConfigError(f"train.batch_size={tc.batch_size} is not a multiple of "
                           f"{world} processes x train.micro_batch_size={micro}")
     accum = tc.batch_size // (world * micro)
-    accelerator = Accelerator(cpu=cpu, gradient_accumulation_steps=accum)
+    sharding = shard.requested() if world > 1 else None
+    with shard.fsdp_hidden():  # uvlm shards the model itself (uvlm.shard)
+        accelerator = Accelerator(cpu=cpu, gradient_accumulation_steps=accum)
     main = accelerator.is_main_process
     n = len(data)
     total, ckpt_at = plan(cfg, run, n)
@@ -219,21 +265,27 @@ def _loop(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher, pr
                           (pos // n).unique()])
 
     peaks = [tc.lr, tc.adapter_lr]
+    if tc.grad_checkpointing and accelerator.device.type == "cuda":
+        model.lm.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+    if sharding:  # before the optimizer: the parameters become DTensor shards
+        model = shard.shard(model, sharding, accelerator.device)
+    ranks = (rank, world) if sharding else None
     optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=tc.weight_decay)
     key, lora = state_key(cfg, run, seed), cfg.model.lora.enabled
     if main:
         drop_stale_state(state, key)
     accelerator.wait_for_everyone()
-    start = load_state(state, model, optimizer, lora)
+    start = load_state(state, model, optimizer, lora, ranks)
     if main:
         restore_checkpoints(state, out)
         with atomic_write(metrics) as fh:  # the log up to the resumed step
             if start:
                 fh.write((state / f"step{start:08d}" / "metrics.jsonl").read_text())
-    if tc.grad_checkpointing and accelerator.device.type == "cuda":
-        model.lm.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs={"use_reentrant": False})
-    model, optimizer = accelerator.prepare(model, optimizer)
+    if sharding:  # accelerate wraps the optimizer only; the model is FSDP's
+        optimizer = accelerator.prepare(optimizer)
+    else:
+        model, optimizer = accelerator.prepare(model, optimizer)
     used, why = resolve(tc.precision, accelerator.device)
     bf16 = used == "bf16"
     accelerator.print(f"train {run.name} seed {seed}: precision {used} ({why})")
@@ -242,6 +294,7 @@ def _loop(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher, pr
         f"(= {world} processes x {accum} micro-batches x {micro}), {tc.epochs * run.epoch_scale:g}"
         f" epochs, lr {tc.lr:g} / adapters {tc.adapter_lr:g}, "
         f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable params"
+        + (f", sharded ({sharding.name}, FSDP2)" if sharding else "")
         + (f", resuming at step {start}" if start else ""))
 
     bar = progress_bar(total=total, initial=start, disable=not (progress and main))
@@ -254,10 +307,12 @@ def _loop(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher, pr
         tokens += data.tokens(rows)
         torch.manual_seed(stream_seed(cfg.seed, "train", "step", run.name, seed, step, rank))
         sums = torch.zeros(2, device=accelerator.device)
-        shard = rows.view(world, -1)[rank]
+        own = rows.view(world, -1)[rank]
         # micro-batches of similar lengths pad less; the sum over them is the same
-        for part in shard[data.enc.length[shard].argsort(stable=True)].split(micro):
+        for part in own[data.enc.length[own].argsort(stable=True)].split(micro):
             with accelerator.accumulate(model):
+                if sharding:  # reduce-scatter the gradients at the last micro-batch only
+                    model.set_requires_gradient_sync(accelerator.sync_gradients)
                 with torch.autocast(accelerator.device.type, torch.bfloat16, enabled=bf16):
                     parts = model(data.batch(part).to(accelerator.device))
                 # x world x accum: DDP averages over processes, accelerate over micro-batches
@@ -287,16 +342,19 @@ def _loop(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher, pr
                 fh.write(json.dumps(line) + "\n")
         if done in ckpt_at:
             accelerator.wait_for_everyone()
+            unwrapped = model if sharding else accelerator.unwrap_model(model)
+            full = shard.full_state(model) if sharding else None  # every process gathers
             if main:
                 ckpt = out / f"ckpt{ckpt_at[done]:02d}"
                 info = {"seed": seed, "checkpoint": ckpt_at[done], "step": done,
                         "total_steps": total, "fraction": done / total,
                         "samples": done * tc.batch_size, "records": n, "precision": used}
-                unwrapped = accelerator.unwrap_model(model)
-                write_checkpoint(ckpt, unwrapped, cfg, run, info)
+                write_checkpoint(ckpt, unwrapped, cfg, run, info, full)
                 keep_checkpoint(ckpt, state)
-                if done < total:
-                    save_state(state, done, key, unwrapped, optimizer.optimizer, lora, metrics)
+            del full
+            if done < total and (main or sharding):
+                save_state(state, done, key, unwrapped, optimizer.optimizer, lora, metrics,
+                           ranks, accelerator.wait_for_everyone if sharding else lambda: None)
             accelerator.wait_for_everyone()
     bar.close()
     if main:

@@ -20,11 +20,16 @@ from uvlm.model.unified import ModelContext, UnifiedVLM, build_model, saved_keys
 from uvlm.utils import atomic_write, load_tensors, save_tensors
 
 
-def save_weights(model: UnifiedVLM, path: Path, lora: bool) -> None:
-    state = model.state_dict()
+def save_weights(model: UnifiedVLM, path: Path, lora: bool,
+                 state: dict[str, torch.Tensor] | None = None) -> None:
+    """``saved_keys`` of ``state`` (default: the model's state dict). A sharded model's own
+    state dict holds DTensors: this writes each process's shards (``uvlm.shard``)."""
+    from uvlm.shard import local
+
+    state = model.state_dict() if state is None else state
     out, seen = {}, set()
     for k in saved_keys(model, lora):
-        t = state[k].detach()
+        t = local(state[k].detach())
         # tied weights share storage, which safetensors refuses: store a copy
         out[k] = t.clone() if t.data_ptr() in seen else t.contiguous()
         seen.add(t.data_ptr())
@@ -53,9 +58,11 @@ def load_weights(model: UnifiedVLM, path: Path, lora: bool) -> None:
     model.load_state_dict(tensors, strict=False)
 
 
-def write_checkpoint(out: Path, model: UnifiedVLM, cfg: Config, run: Run, info: dict) -> None:
-    """``out/model.safetensors`` and ``out/config.yaml`` (config + ``checkpoint`` section)."""
-    save_weights(model, out / "model.safetensors", cfg.model.lora.enabled)
+def write_checkpoint(out: Path, model: UnifiedVLM, cfg: Config, run: Run, info: dict,
+                     state: dict[str, torch.Tensor] | None = None) -> None:
+    """``out/model.safetensors`` and ``out/config.yaml`` (config + ``checkpoint`` section);
+    ``state``: the full state dict of a sharded model (``uvlm.shard.full_state``)."""
+    save_weights(model, out / "model.safetensors", cfg.model.lora.enabled, state)
     with atomic_write(out / "config.yaml") as fh:
         yaml.safe_dump({**to_dict(cfg), "checkpoint": {"run": run.name, **info}}, fh,
                        sort_keys=False)
