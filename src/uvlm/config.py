@@ -203,6 +203,9 @@ class AffineConfig:
 @dataclass(frozen=True)
 class EncodersConfig:
     feature_batch_size: int = _f(64, 1, doc="images per forward pass in encoders-features")
+    feature_dtype: Literal["bfloat16", "float16", "float32"] = _f(
+        "bfloat16", doc="dtype continuous features are stored in (codes stay int64); "
+                        "training reads each batch's rows from the file, as float32")
     siglip: SiglipConfig = _sub(SiglipConfig)
     vq: VQConfig = _sub(VQConfig)
     clip: ClipConfig = _sub(ClipConfig)

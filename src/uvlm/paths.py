@@ -200,6 +200,40 @@ def state_dir(out):
     return _join(out, "state")
 
 
+def state_latest(state):
+    """``state/latest.json``: which step folder holds the resume state (switched last)."""
+    return _join(state, "latest.json")
+
+
+def state_step_dir(state, step: int):
+    """``state/step{N:08d}/``: the full training state at optimizer step N."""
+    return _join(state, f"step{step:08d}")
+
+
+def _sharded(stem: str, shard: tuple[int, int] | None) -> str:
+    """``{stem}.safetensors``, or one process's shards: ``{stem}-rank{r}-of{world}...``."""
+    return f"{stem}.safetensors" if shard is None else \
+        f"{stem}-rank{shard[0]}-of{shard[1]}.safetensors"
+
+
+def state_weights(step_dir, shard: tuple[int, int] | None = None):
+    """The weights in a resume state's step folder: ``model.safetensors`` (``WEIGHTS``), or
+    with ``shard`` = (rank, world) that process's shards, ``model-rank{r}-of{world}``
+    (``uvlm.shard``)."""
+    return _join(step_dir, WEIGHTS if shard is None else _sharded("model", shard))
+
+
+def state_optimizer(step_dir, shard: tuple[int, int] | None = None):
+    """The AdamW moments in a resume state's step folder: ``optimizer.safetensors``, or one
+    process's shards, ``optimizer-rank{r}-of{world}.safetensors``."""
+    return _join(step_dir, _sharded("optimizer", shard))
+
+
+def state_optimizer_groups(step_dir):
+    """``optimizer.json``: the optimizer's param groups (one file, written by rank 0)."""
+    return _join(step_dir, "optimizer.json")
+
+
 # --------------------------------------------------------------------------- eval
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, PartialState
 
-from uvlm import paths, provenance
+from uvlm import paths, provenance, shard
 from uvlm.cli import command_parser, parse_command
 from uvlm.config import Config, ConfigError, to_dict
 from uvlm.device import job_gpu
@@ -128,7 +128,9 @@ def _loop(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher, pr
         raise ConfigError(f"train.batch_size={tc.batch_size} is not a multiple of "
                           f"{world} processes x train.micro_batch_size={micro}")
     accum = tc.batch_size // (world * micro)
-    accelerator = Accelerator(cpu=cpu, gradient_accumulation_steps=accum)
+    sharding = shard.requested() if world > 1 else None
+    with shard.fsdp_hidden():  # uvlm shards the model itself (uvlm.shard)
+        accelerator = Accelerator(cpu=cpu, gradient_accumulation_steps=accum)
     main = accelerator.is_main_process
     n = len(data)
     total, ckpt_at = plan(cfg, run, n)
@@ -146,21 +148,27 @@ def _loop(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher, pr
                           (pos // n).unique()])
 
     peaks = [tc.lr, tc.adapter_lr]
+    if tc.grad_checkpointing and accelerator.device.type == "cuda":
+        model.lm.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+    if sharding:  # before the optimizer: the parameters become DTensor shards
+        model = shard.shard(model, sharding, accelerator.device)
+    ranks = (rank, world) if sharding else None
     optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=tc.weight_decay)
     key, lora = state_key(cfg, run, seed), cfg.model.lora.enabled
     if main:
         drop_stale_state(state, key)
     accelerator.wait_for_everyone()
-    start = load_state(state, model, optimizer, lora)
+    start = load_state(state, model, optimizer, lora, ranks)
     if main:
         restore_checkpoints(state, out)
         with atomic_write(metrics) as fh:  # the log up to the resumed step
             if start:
-                fh.write((state / f"step{start:08d}" / "metrics.jsonl").read_text())
-    if tc.grad_checkpointing and accelerator.device.type == "cuda":
-        model.lm.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs={"use_reentrant": False})
-    model, optimizer = accelerator.prepare(model, optimizer)
+                fh.write(paths.metrics_log(paths.state_step_dir(state, start)).read_text())
+    if sharding:  # accelerate wraps the optimizer only; the model is FSDP's
+        optimizer = accelerator.prepare(optimizer)
+    else:
+        model, optimizer = accelerator.prepare(model, optimizer)
     used, why = resolve(tc.precision, accelerator.device)
     bf16 = used == "bf16"
     accelerator.print(f"train {run.name} seed {seed}: precision {used} ({why})")
@@ -169,6 +177,7 @@ def _loop(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher, pr
         f"(= {world} processes x {accum} micro-batches x {micro}), {tc.epochs * run.epoch_scale:g}"
         f" epochs, lr {tc.lr:g} / adapters {tc.adapter_lr:g}, "
         f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable params"
+        + (f", sharded ({sharding.name}, FSDP2)" if sharding else "")
         + (f", resuming at step {start}" if start else ""))
 
     bar = progress_bar(total=total, initial=start, disable=not (progress and main))
@@ -182,10 +191,12 @@ def _loop(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher, pr
         tokens += data.tokens(rows)
         torch.manual_seed(stream_seed(cfg.seed, "train", "step", run.name, seed, step, rank))
         sums = torch.zeros(2, device=accelerator.device)
-        shard = rows.view(world, -1)[rank]
+        own = rows.view(world, -1)[rank]
         # micro-batches of similar lengths pad less; the sum over them is the same
-        for part in shard[data.enc.length[shard].argsort(stable=True)].split(micro):
+        for part in own[data.enc.length[own].argsort(stable=True)].split(micro):
             with accelerator.accumulate(model):
+                if sharding:  # reduce-scatter the gradients at the last micro-batch only
+                    model.set_requires_gradient_sync(accelerator.sync_gradients)
                 with torch.autocast(accelerator.device.type, torch.bfloat16, enabled=bf16):
                     parts = model(data.batch(part).to(accelerator.device))
                 # x world x accum: DDP averages over processes, accelerate over micro-batches
@@ -215,16 +226,19 @@ def _loop(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher, pr
                 fh.write(json.dumps(line) + "\n")
         if done in ckpt_at:
             accelerator.wait_for_everyone()
+            unwrapped = model if sharding else accelerator.unwrap_model(model)
+            full = shard.full_state(model) if sharding else None  # every process gathers
             if main:
                 ckpt = out / paths.ckpt_name(ckpt_at[done])
                 info = {"seed": seed, "checkpoint": ckpt_at[done], "step": done,
                         "total_steps": total, "fraction": done / total,
                         "samples": done * tc.batch_size, "records": n, "precision": used}
-                unwrapped = accelerator.unwrap_model(model)
-                write_checkpoint(ckpt, unwrapped, cfg, run, info)
+                write_checkpoint(ckpt, unwrapped, cfg, run, info, full)
                 keep_checkpoint(ckpt, state)
-                if done < total:
-                    save_state(state, done, key, unwrapped, optimizer.optimizer, lora, metrics)
+            del full
+            if done < total and (main or sharding):
+                save_state(state, done, key, unwrapped, optimizer.optimizer, lora, metrics,
+                           ranks, accelerator.wait_for_everyone if sharding else lambda: None)
             accelerator.wait_for_everyone()
     bar.close()
     if main:

@@ -5,8 +5,10 @@ every later stage reads (R = results/<config name>):
 * ``R/encoders/siglip/``: tiny scales' trained SigLIP (paper scale: ``encoders.siglip.path``);
 * ``R/encoders/vq/``: the VQ tokenizer, trained or converted from LlamaGen (``load_vq``);
 * ``R/encoders/features/{space}_{split}.safetensors``: per-image features (continuous
-  spaces, key ``features``, float32 (N, T, D)) or codes (VQ, key ``codes``, int64 (N, T));
-  row i is image i of the split (``load_features``);
+  spaces, key ``features``, (N, T, D) in ``encoders.feature_dtype``: bf16 by default, fp32 at
+  the tiny scales) or codes (VQ, key ``codes``, int64 (N, T)); row i is image i of the split
+  (``load_features`` reads it whole, ``open_features`` reads it
+  row by row, for training);
 * ``R/encoders/affine/{space}_{strength:g}.safetensors``: ``A`` (D, D), ``b`` (D,), applied
   as ``x @ A + b`` to understanding features only (``load_affine``).
 
@@ -25,10 +27,15 @@ import torch.nn.functional as F
 
 from uvlm import paths
 from uvlm.config import Config
+from uvlm.encoders.rows import FeatureFile
 from uvlm.encoders.space import HeadKind, Space
 from uvlm.encoders.towers import VQTower, freeze
 from uvlm.encoders.vq import VQModel, load_vq_dir
 from uvlm.utils import load_tensors
+
+#: ``encoders.feature_dtype`` -> the torch dtype features are stored in
+FEATURE_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16,
+                  "float32": torch.float32}
 
 # transformers is imported inside the loaders below: the Snakefile imports this package to
 # build the DAG and should not pay for it.
@@ -119,13 +126,22 @@ def _need(path: Path) -> Path:
 
 
 def load_features(cfg: Config, space: str, split: str) -> torch.Tensor:
-    """Features float32 (N, T, D) or codes int64 (N, T) of every image of ``split``."""
+    """Features float32 (N, T, D) or codes int64 (N, T) of every image of ``split``, read
+    whole (features stored in bf16 or fp16 are converted: 2x their file size in memory)."""
     path = _need(paths.features_file(cfg, space, split))
     key = _space(space).features_key
     tensors = load_tensors(path)
     if key not in tensors:
         raise KeyError(f"{path}: no tensor {key!r} (has {', '.join(tensors)})")
-    return tensors[key]
+    t = tensors[key]
+    return t.float() if t.is_floating_point() else t
+
+
+def open_features(cfg: Config, space: str, split: str) -> FeatureFile:
+    """The features or codes of ``split``, read lazily: ``f[rows]`` reads those rows only
+    (float32 or int64), so a training process holds the batches it gathers, not the file
+    (``uvlm.encoders.rows``)."""
+    return FeatureFile(_need(paths.features_file(cfg, space, split)), _space(space).features_key)
 
 
 def load_codebook(cfg: Config) -> torch.Tensor:

@@ -31,7 +31,7 @@ def adapter_features(cfg: Config, run: Run, seed: int) -> tuple[np.ndarray, np.n
     ids = [i for i, w in enumerate(watches) if w.weather_pos == "top-left"]
     if not ids:
         raise ValueError(f"{attributes}: no image with the weather icon top-left")
-    inputs = encoders.load_features(cfg, run.und_space, "train")[torch.tensor(ids)]
+    inputs = encoders.open_features(cfg, run.und_space, "train")[torch.tensor(ids)]
     with torch.no_grad():
         feats = torch.cat([model.embed_und(inputs[i:i + 256])[:, 0].float()
                            for i in range(0, len(ids), 256)])

@@ -281,9 +281,9 @@ def _ground_truth(cfg, split: str, n: int) -> list[dict]:
 
 def _vq_reconstructions(cfg, split: str, n: int) -> torch.Tensor:
     """uint8 (n, 3, H, W): the VQ decoder's rendering of the split's first n codes."""
-    from uvlm.encoders import decode_to_pixels, load_features, load_vq
+    from uvlm.encoders import decode_to_pixels, load_vq, open_features
 
-    codes = load_features(cfg, "vq", split)[:n]
+    codes = open_features(cfg, "vq", split)[:n]
     return decode_to_pixels(load_vq(cfg).eval(), codes, cfg.eval.batch_size)
 
 
@@ -297,9 +297,9 @@ def _inputs(cfg, space: str, split: str, n: int, recon: bool) -> dict[str, torch
         if recon:
             sets["vq_recon"] = _vq_reconstructions(cfg, split, n)
         return sets
-    from uvlm.encoders import load_features
+    from uvlm.encoders import open_features
 
-    return {"gt": load_features(cfg, space, split)[:n]}
+    return {"gt": open_features(cfg, space, split)[:n]}
 
 
 def train_and_evaluate(cfg, space: str) -> dict:

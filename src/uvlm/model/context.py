@@ -39,7 +39,8 @@ def mode_records(records: list[dict], run: Run, source: str) -> list[dict]:
 
 
 def load_train_inputs(cfg: Config, run: Run):
-    """(context, records, features[space][split]) for one run."""
+    """(context, records, features[space][split]) for one run; the features are
+    ``FeatureFile``s, read a batch at a time by the ``Batcher``."""
     from uvlm import encoders
     from uvlm.data.records import load_records
 
@@ -50,6 +51,7 @@ def load_train_inputs(cfg: Config, run: Run):
     for space, tasks in ((ctx.und, False), (ctx.gen, True)):
         splits = sorted({r["split"] for r in records if (r["task"] in GEN_TASKS) == tasks})
         for split in splits:
-            features.setdefault(space.name, {})[split] = encoders.load_features(
+            # read lazily: each batch reads its rows (docs/design.md §5)
+            features.setdefault(space.name, {})[split] = encoders.open_features(
                 cfg, space.name, split)
     return ctx, records, features
