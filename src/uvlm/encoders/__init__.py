@@ -116,9 +116,6 @@ def load_vision_model(cfg: Config, space: str) -> torch.nn.Module:
 
 # --------------------------------------------------------------------------- files
 
-features_path = paths.features_file  # where the files live: uvlm.paths (the layout)
-
-
 def _need(path: Path) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found; {STAGE_HINT}")

@@ -14,11 +14,11 @@ import time
 
 import torch
 
-from uvlm import provenance
+from uvlm import paths, provenance
 from uvlm.cli import command_parser, parse_command
 from uvlm.config import Config
 from uvlm.device import job_gpu
-from uvlm.encoders import FEATURE_DTYPES, SPACES, features_path, load_vision_model, space_info
+from uvlm.encoders import FEATURE_DTYPES, SPACES, load_vision_model, space_info
 from uvlm.encoders.images import SPLITS, check_split, read_images
 from uvlm.progress import progress_bar
 from uvlm.utils import save_tensors
@@ -56,7 +56,7 @@ def main(argv: list[str]) -> None:
         start = time.perf_counter()
         tower = load_vision_model(cfg, args.space).to(device)
         out = encode_split(cfg, args.space, args.split, tower, device)
-        path = features_path(cfg, args.space, args.split)
+        path = paths.features_file(cfg, args.space, args.split)
         save_tensors(path, {SPACES[args.space].features_key: out},
                      metadata={"space": args.space, "split": args.split, "config_hash": cfg.hash()})
         provenance.write(cfg, "encoders-features", space=args.space, split=args.split)
