@@ -6,7 +6,8 @@ import jsonschema
 import pytest
 import yaml
 
-from uvlm.config import ConfigError, command_parser, json_schema, load, parse_command, to_dict
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import ConfigError, json_schema, load, to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "config").glob("*.yaml"))

@@ -21,12 +21,12 @@ from uvlm.encoders import (
 )
 from uvlm.encoders import affine as affine_cmd
 from uvlm.encoders import features as features_cmd
-from uvlm.encoders.common import index_batches, lr_at
+from uvlm.encoders.common import index_batches, warmup_steps
 from uvlm.encoders.images import check_split, read_images
 from uvlm.encoders.tokenizer import build_tokenizer, train_bpe
 from uvlm.encoders.vq import VQModel, save_vq
 from uvlm.encoders.vq_train import vq_args
-from uvlm.utils import read_json
+from uvlm.utils import lr_at, read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "config" / "smoke.yaml"
@@ -159,9 +159,10 @@ def test_pretrained_tokenizer_is_copied_and_gets_a_pad_token(smoke, tmp_path):
 
 
 def test_schedule_and_batches():
-    assert lr_at(0, 100, 1.0) == pytest.approx(1 / 5)  # 5 warm-up steps
-    assert lr_at(4, 100, 1.0) == pytest.approx(1.0)
-    assert lr_at(99, 100, 1.0) < 1e-3
+    assert warmup_steps(100) == 5 and warmup_steps(10) == 1
+    assert lr_at(0, 100, 1.0, 5) == pytest.approx(1 / 5)  # 5 warm-up steps
+    assert lr_at(4, 100, 1.0, 5) == pytest.approx(1.0)
+    assert lr_at(99, 100, 1.0, 5) < 1e-3
     batches = list(index_batches(10, 4, 5, seed=0))
     assert len(batches) == 5 and all(len(b) == 4 for b in batches)
     assert sorted(torch.cat(batches[:2]).tolist()) == sorted(set(torch.cat(batches[:2]).tolist()))

@@ -9,9 +9,9 @@ import sys
 import pytest
 import torch
 
-from uvlm import UvlmError
+from uvlm import UvlmError, paths
 from uvlm.config import load
-from uvlm.encoders import features_path, load_features
+from uvlm.encoders import load_features
 from uvlm.utils import atomic_path, atomic_write, load_tensors, save_tensors
 
 METADATA = {k: f"value {k}" for k in ("space", "split", "config_hash", "a", "b", "c", "d")}
@@ -65,7 +65,7 @@ def test_a_truncated_features_file_is_named(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "c.yaml").write_text("name: c\n")
     cfg = load(tmp_path / "c.yaml")
-    path = features_path(cfg, "vq", "train")
+    path = paths.features_file(cfg, "vq", "train")
     save_tensors(path, {"codes": torch.zeros(4, 3, dtype=torch.int64)})
     path.write_bytes(path.read_bytes()[:-5])
     with pytest.raises(UvlmError, match=f"{path}: not a readable safetensors file, truncated"):

@@ -202,7 +202,7 @@ def test_llava_records_become_template_records():
     enc = tpl.encode(records)
     assert enc.text.tolist() == [False, True, False] and enc.gen.tolist() == [False, False, True]
     feats = {"u": {"llava": torch.randn(1, 3, 4)}, "g": {"llava": torch.randn(1, 2, 4)}}
-    from uvlm.model.unified import Space
+    from uvlm.encoders.space import Space
 
     data = Batcher(enc, feats, Space("u", "continuous", 3, 4), Space("g", "continuous", 2, 4))
     batch = data.batch(torch.arange(3))

@@ -12,13 +12,13 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
 from uvlm.config import ConfigError, from_dict
+from uvlm.encoders.space import Space
 from uvlm.grid import Run, parse_run
 from uvlm.model import synthetic
 from uvlm.model.batching import Batcher, Template
 from uvlm.model.checkpoint import load_trained, load_weights, save_weights, write_checkpoint
 from uvlm.model.unified import (
     ModelContext,
-    Space,
     build_model,
     code_loss,
     cosine_loss,

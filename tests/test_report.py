@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from uvlm import paths
 from uvlm.config import load
 from uvlm.grid import Run, all_runs, run_seeds
 from uvlm.report import TARGETS, build, collect, experiment_targets, targets
@@ -108,11 +109,11 @@ JUDGE_FLOORS = {"pixels": 0.25, "siglip": 0.3}
 
 def write_fake(cfg, root: Path, metrics=metrics_json, probe_acc=None) -> None:
     """Every file the paper stage reads for ``cfg``, under ``root`` (the working dir)."""
-    p = root / collect.space_probe_path(cfg)
+    p = root / paths.space_probe(cfg)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(space_probe_json()))
     for judge, floor in JUDGE_FLOORS.items():
-        p = root / collect.judge_accuracy_path(cfg, judge)
+        p = root / paths.judge_accuracy(cfg, judge)
         p.parent.mkdir(parents=True, exist_ok=True)
         sets = {"gt": 0.97, "shuffled_gt": floor} | ({"vq_recon": 0.89} if judge == "pixels"
                                                      else {})
@@ -122,13 +123,13 @@ def write_fake(cfg, root: Path, metrics=metrics_json, probe_acc=None) -> None:
     for run in all_runs(cfg):
         for seed in run_seeds(cfg, run):
             for k in range(1, K + 1):
-                p = root / collect.eval_metrics_path(cfg, run, seed, k)
+                p = root / paths.eval_metrics(cfg, run, seed, k)
                 p.parent.mkdir(parents=True, exist_ok=True)
                 m = metrics(run, seed, k)
                 p.write_text(json.dumps(m))
-                items = root / collect.eval_items_path(cfg, run, seed, k)
+                items = root / paths.eval_items(cfg, run, seed, k)
                 items.write_text(json.dumps(items_json(m, run, seed)))
-            log = root / collect.train_log_path(cfg, run, seed)
+            log = root / paths.train_log(cfg, run, seed)
             log.parent.mkdir(parents=True, exist_ok=True)
             steps = 12 if run.mode == "mixed" or run.equal_compute else 8
             log.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n"
@@ -136,7 +137,7 @@ def write_fake(cfg, root: Path, metrics=metrics_json, probe_acc=None) -> None:
             rng = np.random.default_rng(seed)
             labels = ["sunny", "cloudy", "raining"] * 10
             acc = (probe_acc or (lambda r, s: 0.9 + 0.01 * s))(run, seed)
-            p = root / collect.probe_path(cfg, run, seed)
+            p = root / paths.adapter_probe(cfg, run, seed)
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(json.dumps({"probe_accuracy": acc, "labels": labels,
                                      "tsne": rng.normal(size=(30, 2)).tolist()}))
@@ -443,7 +444,7 @@ def test_one_seed_without_an_interval_is_inconclusive(tree):
 
 def test_missing_input_names_the_file(tree, capsys):
     cfg = tree
-    missing = collect.eval_metrics_path(cfg, Run("vq-vq", "und"), 0, 2)
+    missing = paths.eval_metrics(cfg, Run("vq-vq", "und"), 0, 2)
     missing.unlink()
     with pytest.raises(FileNotFoundError, match=str(missing)):
         build(cfg, "table_mutual_understanding")

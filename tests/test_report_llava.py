@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from uvlm import paths
 from uvlm.config import load
 from uvlm.grid import experiment_runs
 from uvlm.report import build, collect, targets
@@ -46,7 +47,7 @@ def test_llava_table(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = load(ROOT / "config/llava.yaml")
     for run in experiment_runs(cfg, "llava"):
-        path = collect.llava_results_path(cfg, run)
+        path = paths.llava_results(cfg, run)
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(FIXTURE, path)
     runs = ["clip-clip_und", "clip-clip_mixed_gen-50000", "clip-clip_mixed_gen-100000",

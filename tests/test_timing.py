@@ -2,7 +2,8 @@
 
 import pytest
 
-from uvlm.timing import benchmark_path, main, stages, table
+from uvlm.paths import benchmark_file
+from uvlm.timing import main, stages, table
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
@@ -10,7 +11,7 @@ HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load
 def bench(root, rel, wall, cpu):
     """A benchmark file where the workflow's rules put it (rel: stage/job.tsv)."""
     stage, job = rel.removesuffix(".tsv").split("/", 1)
-    path = benchmark_path(root, stage, job)
+    path = benchmark_file(root, stage, job)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(HEADER + f"{wall}\t0:00:00\t1\t1\t1\t1\t0\t0\t50\t{cpu}\n")
 

@@ -22,7 +22,8 @@ from uvlm.model import synthetic
 from uvlm.model.checkpoint import load_trained
 from uvlm.model.context import mode_records
 from uvlm.model.unified import build_model
-from uvlm.train import lr_at, param_groups, plan, train
+from uvlm.train import param_groups, plan, train
+from uvlm.utils import lr_at
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,14 +55,14 @@ def run_inputs(cfg, run: Run, n_images: int):
 def test_lr_schedule():
     total, peak = 100, 2.0
     warmup = math.ceil(0.03 * total)  # 3 steps
-    lrs = [lr_at(s, total, peak, 0.03) for s in range(total)]
+    lrs = [lr_at(s, total, peak, warmup) for s in range(total)]
     assert lrs[:3] == pytest.approx([peak / 3, 2 * peak / 3, peak])  # linear, no zero step
     assert lrs[warmup] == pytest.approx(peak)
     mid = warmup + (total - warmup) // 2
     assert lrs[mid] == pytest.approx(peak * 0.5 * (1 + math.cos(math.pi * 48 / 97)))
     assert all(a >= b for a, b in zip(lrs[warmup:], lrs[warmup + 1:], strict=False))
     assert 0 < lrs[-1] < 1e-3 * peak
-    assert lr_at(0, 10, 1.0, 0.0) == pytest.approx(1.0)
+    assert lr_at(0, 10, 1.0, 0) == pytest.approx(1.0)  # no warm-up
 
 
 def test_plan_equal_compute_and_checkpoint_steps():

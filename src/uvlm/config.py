@@ -13,12 +13,11 @@ The resolved config (``to_dict``) is written where it is read back: the workflow
 holds its own copy (``uvlm.model.checkpoint``), and each provenance record keeps the sections
 its artifact depends on (``uvlm.provenance``).
 
-Range and choice constraints live in field metadata (``rng(lo, hi)``) and ``Literal`` types.
+Range and choice constraints live in field metadata (``bounds(lo, hi)``) and ``Literal`` types.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -48,7 +47,7 @@ def _divides(key: str, divisor: int, values: dict[str, int]) -> None:
                           + f"; allowed: a divisor of {math.gcd(*values.values())}")
 
 
-def rng(lo: float | None = None, hi: float | None = None, **kw: Any) -> dict:
+def bounds(lo: float | None = None, hi: float | None = None, **kw: Any) -> dict:
     """Field metadata: inclusive numeric bounds."""
     return {"min": lo, "max": hi, **kw}
 
@@ -56,8 +55,8 @@ def rng(lo: float | None = None, hi: float | None = None, **kw: Any) -> dict:
 def _f(default: Any, lo: float | None = None, hi: float | None = None, doc: str = ""):
     if isinstance(default, list | dict):
         return field(default_factory=lambda: type(default)(default),
-                     metadata=rng(lo, hi, doc=doc))
-    return field(default=default, metadata=rng(lo, hi, doc=doc))
+                     metadata=bounds(lo, hi, doc=doc))
+    return field(default=default, metadata=bounds(lo, hi, doc=doc))
 
 
 def _sub(cls):
@@ -204,6 +203,9 @@ class AffineConfig:
 @dataclass(frozen=True)
 class EncodersConfig:
     feature_batch_size: int = _f(64, 1, doc="images per forward pass in encoders-features")
+    feature_dtype: Literal["bfloat16", "float16", "float32"] = _f(
+        "bfloat16", doc="dtype continuous features are stored in (codes stay int64); "
+                        "training reads each batch's rows from the file, as float32")
     siglip: SiglipConfig = _sub(SiglipConfig)
     vq: VQConfig = _sub(VQConfig)
     clip: ClipConfig = _sub(ClipConfig)
@@ -420,7 +422,9 @@ class Config:
     @property
     def root(self) -> Path:
         """All outputs of this config live here."""
-        return Path("results") / self.name
+        from uvlm.paths import results_root
+
+        return results_root(self.name)
 
     def hash(self) -> str:
         """Stable hash of the resolved config (provenance)."""
@@ -576,24 +580,6 @@ def load(path: str | Path, overrides: list[str] = ()) -> Config:
     for o in overrides:
         _set_dotted(raw, o)
     return from_dict(raw, str(path))
-
-
-def command_parser(prog: str, description: str | None, **kw: Any) -> argparse.ArgumentParser:
-    """A command's parser with the shared ``--config`` and ``--set`` options."""
-    p = argparse.ArgumentParser(prog=prog, description=description, **kw)
-    p.add_argument("--config", required=True, help="config YAML")
-    # extend: `--set a=1 b=2` and `--set a=1 --set b=2` both apply every override (with
-    # nargs alone a repeated --set would silently drop the earlier ones)
-    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                   help="config overrides: dotted.key=value")
-    return p
-
-
-def parse_command(parser: argparse.ArgumentParser,
-                  argv: list[str]) -> tuple[argparse.Namespace, Config]:
-    """Parse ``argv`` and load its ``--config`` with the ``--set`` overrides."""
-    args = parser.parse_args(argv)
-    return args, load(args.config, args.set)
 
 
 def to_dict(cfg: Any) -> dict:

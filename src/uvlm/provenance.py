@@ -35,12 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from uvlm import UvlmError
-from uvlm.config import Config, command_parser, parse_command, to_dict
+from uvlm import UvlmError, paths
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import Config, to_dict
 from uvlm.utils import read_json, write_json
 
 SCHEMA = 1
-STAGES = ("data", "encoders", "runs", "eval", "analysis")  # the DVC-versioned folders
+STAGES = paths.STAGES  # the DVC-versioned folders
 
 
 @dataclass(frozen=True)
@@ -54,31 +55,32 @@ class Unit:
 
 
 TRAIN = ("data", "encoders", "model", "train")
+_R = ""  # paths relative to the results root; {run}, {seed}, ... are a record's fields
 UNITS: dict[str, Unit] = {
-    "data": Unit(("data",), "data/{split}.json", "data/provenance/{split}.json"),
-    "data-variants": Unit(("data",), "data/variants/{name}.json",
-                          "data/provenance/variants.json"),
-    "encoders-tokenizer": Unit(("data", "encoders", "model"), "encoders/tokenizer/tokenizer.json",
-                               "encoders/provenance/tokenizer.json"),
-    "encoders-siglip": Unit(("data", "encoders"), "encoders/siglip/model.safetensors",
-                            "encoders/provenance/siglip.json"),
-    "encoders-vq": Unit(("data", "encoders"), "encoders/vq/model.safetensors",
-                        "encoders/provenance/vq.json"),
-    "encoders-features": Unit(("data", "encoders"),
-                              "encoders/features/{space}_{split}.safetensors",
-                              "encoders/provenance/features_{space}_{split}.json"),
-    "encoders-affine": Unit(("encoders",), "encoders/affine/{name}.safetensors",
-                            "encoders/provenance/affine.json"),
-    "train": Unit(TRAIN, "runs/{run}/seed{seed}/metrics.jsonl",
-                  "runs/{run}/seed{seed}/provenance.json"),
-    "judge-train": Unit(("data", "encoders", "eval"), "eval/judge/{judge}/model.safetensors",
-                        "eval/judge/{judge}/provenance.json"),
-    "evaluate": Unit((*TRAIN, "eval"), "eval/{run}/seed{seed}/{ckpt}/metrics.json",
-                     "eval/{run}/seed{seed}/provenance.json"),
-    "probe-spaces": Unit(("data", "encoders", "eval"), "analysis/spaces/probe.json",
-                         "analysis/spaces/provenance.json"),
-    "analyze-adapters": Unit((*TRAIN, "eval"), "analysis/adapters/{run}/seed{seed}/probe.json",
-                             "analysis/adapters/{run}/seed{seed}/provenance.json"),
+    "data": Unit(("data",), paths.data_file(_R, "{split}"),
+                 paths.stage_record(_R, "data", "{split}")),
+    "data-variants": Unit(("data",), paths.variant_file(_R, "{name}"),
+                          paths.stage_record(_R, "data", "variants")),
+    "encoders-tokenizer": Unit(("data", "encoders", "model"), paths.tokenizer_file(_R),
+                               paths.stage_record(_R, "encoders", "tokenizer")),
+    "encoders-siglip": Unit(("data", "encoders"), paths.encoder_weights(_R, "siglip"),
+                            paths.stage_record(_R, "encoders", "siglip")),
+    "encoders-vq": Unit(("data", "encoders"), paths.encoder_weights(_R, "vq"),
+                        paths.stage_record(_R, "encoders", "vq")),
+    "encoders-features": Unit(("data", "encoders"), paths.features_file(_R, "{space}", "{split}"),
+                              paths.stage_record(_R, "encoders", "features_{space}_{split}")),
+    "encoders-affine": Unit(("encoders",), paths.affine_file(_R, "{space}", "{strength}"),
+                            paths.stage_record(_R, "encoders", "affine")),
+    "train": Unit(TRAIN, paths.train_log(_R, "{run}", "{seed}"),
+                  paths.record(paths.run_dir(_R, "{run}", "{seed}"))),
+    "judge-train": Unit(("data", "encoders", "eval"), paths.judge_weights(_R, "{judge}"),
+                        paths.record(paths.judge_dir(_R, "{judge}"))),
+    "evaluate": Unit((*TRAIN, "eval"), paths.eval_metrics(_R, "{run}", "{seed}", "{ckpt}"),
+                     paths.record(paths.eval_run_dir(_R, "{run}", "{seed}"))),
+    "probe-spaces": Unit(("data", "encoders", "eval"), paths.space_probe(_R),
+                         paths.record(paths.space_probe_dir(_R))),
+    "analyze-adapters": Unit((*TRAIN, "eval"), paths.adapter_probe(_R, "{run}", "{seed}"),
+                             paths.record(paths.adapter_probe_dir(_R, "{run}", "{seed}"))),
 }
 
 _FIELD = re.compile(r"\{(\w+)\}")

@@ -1,7 +1,7 @@
 """`python -m uvlm timing RESULTS_DIR`: where a pipeline run spent its time.
 
 Reads the benchmark file Snakemake writes for every job that does work
-(``RESULTS_DIR/benchmarks/<stage>/<job>.tsv``, see :func:`benchmark_path`: data, encoders,
+(``RESULTS_DIR/benchmarks/<stage>/<job>.tsv``, ``uvlm.paths.benchmark_file``: data, encoders,
 train, eval, analysis, paper, llava) and prints, per stage, the number of jobs and the sum
 and maximum of their wall-clock and CPU seconds, as Markdown.
 The sum of wall seconds over the cores a run had is a lower bound of its elapsed time;
@@ -17,15 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from uvlm import UvlmError
-
-BENCHMARKS = "benchmarks"  # under a config's results folder
-
-
-def benchmark_path(results: str | Path, stage: str, job: str) -> Path:
-    """Where the workflow's rules have Snakemake write a job's benchmark (``benchmark:``);
-    ``job`` may hold wildcards and folders (``{run}/seed{seed}``). One folder per stage, the
-    rows of :func:`table`."""
-    return Path(results) / BENCHMARKS / stage / f"{job}.tsv"
+from uvlm.paths import BENCHMARKS
 
 
 @dataclass

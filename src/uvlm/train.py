@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import shutil
 import time
 from functools import lru_cache
@@ -33,39 +32,26 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, PartialState
 
-from uvlm import provenance
-from uvlm.config import Config, ConfigError, command_parser, parse_command, to_dict
+from uvlm import paths, provenance, shard
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import Config, ConfigError, to_dict
 from uvlm.device import job_gpu
 from uvlm.grid import Run, optimizer_steps, parse_run
 from uvlm.model.batching import Batcher, Template
 from uvlm.model.checkpoint import (
-    load_weights,
+    drop_stale_state,
+    keep_checkpoint,
+    load_state,
     read_checkpoint_config,
-    save_weights,
+    restore_checkpoints,
+    save_state,
     write_checkpoint,
 )
 from uvlm.model.context import load_train_inputs, mode_records
 from uvlm.model.unified import ModelContext, UnifiedVLM, build_model, check_arch
 from uvlm.precision import resolve
 from uvlm.progress import progress_bar
-from uvlm.utils import (
-    atomic_write,
-    load_tensors,
-    read_json,
-    run_lock,
-    save_tensors,
-    stream_seed,
-    write_json,
-)
-
-
-def lr_at(step: int, total: int, peak: float, warmup_ratio: float) -> float:
-    """Linear warmup over ceil(warmup_ratio x total) steps, then cosine decay to 0."""
-    warmup = math.ceil(warmup_ratio * total)
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(total - warmup, 1)
-    return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
+from uvlm.utils import atomic_write, lr_at, run_lock, stream_seed
 
 
 def plan(cfg: Config, run: Run, n_records: int) -> tuple[int, dict[int, int]]:
@@ -96,65 +82,6 @@ def state_key(cfg: Config, run: Run, seed: int) -> str:
                       sort_keys=True)
 
 
-# ---------------------------------------------------------------------- resume state
-
-def save_state(state: Path, step: int, key: str, model, optimizer, lora: bool, metrics: Path):
-    """Write ``state/step{N}/`` then point ``state/latest.json`` at it (atomic switch)."""
-    d = state / f"step{step:08d}"
-    d.mkdir(parents=True, exist_ok=True)
-    save_weights(model, d / "model.safetensors", lora)
-    opt = optimizer.state_dict()
-    tensors = {f"{i}.{name}": t for i, s in opt["state"].items() for name, t in s.items()}
-    save_tensors(d / "optimizer.safetensors", {k: v.contiguous() for k, v in tensors.items()})
-    write_json(d / "optimizer.json", {"param_groups": opt["param_groups"]})
-    shutil.copyfile(metrics, d / "metrics.jsonl")
-    write_json(state / "latest.json", {"step": step, "key": key, "dir": d.name})
-    for old in state.glob("step*"):
-        if old != d:
-            shutil.rmtree(old)
-
-
-def drop_stale_state(state: Path, key: str) -> None:
-    """A resume state of another config or run is discarded, loudly."""
-    if (state / "latest.json").is_file() and read_json(state / "latest.json")["key"] != key:
-        print(f"{state}: resume state of another config or run; starting afresh")
-        shutil.rmtree(state)
-
-
-def load_state(state: Path, model, optimizer, lora: bool) -> int:
-    """Restore the latest state into model and optimizer; return its step (0 if none)."""
-    if not (state / "latest.json").is_file():
-        return 0
-    latest = read_json(state / "latest.json")
-    d = state / latest["dir"]
-    load_weights(model, d / "model.safetensors", lora)
-    flat = load_tensors(d / "optimizer.safetensors")
-    per_param: dict[int, dict] = {}
-    for k, t in flat.items():
-        i, name = k.split(".", 1)
-        per_param.setdefault(int(i), {})[name] = t
-    groups = read_json(d / "optimizer.json")["param_groups"]
-    optimizer.load_state_dict({"state": per_param, "param_groups": groups})
-    return latest["step"]
-
-
-def restore_checkpoints(state: Path, out: Path) -> None:
-    """Re-link checkpoints that a workflow manager deleted after a killed job."""
-    for kept in sorted(state.glob("ckpt*")):
-        for f in kept.iterdir():
-            if not (out / kept.name / f.name).exists():
-                (out / kept.name).mkdir(parents=True, exist_ok=True)
-                os.link(f, out / kept.name / f.name)
-
-
-def keep_checkpoint(ckpt: Path, state: Path) -> None:
-    (state / ckpt.name).mkdir(parents=True, exist_ok=True)
-    for f in ckpt.iterdir():
-        target = state / ckpt.name / f.name
-        target.unlink(missing_ok=True)
-        os.link(f, target)
-
-
 # ---------------------------------------------------------------------- training
 
 def train(cfg: Config, run: Run, seed: int, ctx: ModelContext, records: list[dict],
@@ -181,7 +108,7 @@ def fit(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher,
     device ``uvlm.device.job_device`` chose; None (tests, benchmarks) means the CPU when
     there is no CUDA.
     """
-    out = cfg.root / "runs" / run.name / f"seed{seed}" if out is None else out
+    out = paths.run_dir(cfg, run, seed) if out is None else out
     # Without CUDA, processes started by torchrun (accelerate's multi-process launcher) must
     # be told they are CPU processes to form a gloo group instead of falling back to one.
     cpu = not torch.cuda.is_available() if cpu is None else cpu
@@ -192,7 +119,7 @@ def fit(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher,
 
 def _loop(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher, progress: bool,
           out: Path, cpu: bool) -> Path:
-    state, metrics = out / "state", out / "metrics.jsonl"
+    state, metrics = paths.state_dir(out), paths.metrics_log(out)
     tc = cfg.train
 
     world, rank = PartialState(cpu=cpu).num_processes, PartialState(cpu=cpu).process_index
@@ -201,7 +128,9 @@ def _loop(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher, pr
         raise ConfigError(f"train.batch_size={tc.batch_size} is not a multiple of "
                           f"{world} processes x train.micro_batch_size={micro}")
     accum = tc.batch_size // (world * micro)
-    accelerator = Accelerator(cpu=cpu, gradient_accumulation_steps=accum)
+    sharding = shard.requested() if world > 1 else None
+    with shard.fsdp_hidden():  # uvlm shards the model itself (uvlm.shard)
+        accelerator = Accelerator(cpu=cpu, gradient_accumulation_steps=accum)
     main = accelerator.is_main_process
     n = len(data)
     total, ckpt_at = plan(cfg, run, n)
@@ -219,21 +148,27 @@ def _loop(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher, pr
                           (pos // n).unique()])
 
     peaks = [tc.lr, tc.adapter_lr]
+    if tc.grad_checkpointing and accelerator.device.type == "cuda":
+        model.lm.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+    if sharding:  # before the optimizer: the parameters become DTensor shards
+        model = shard.shard(model, sharding, accelerator.device)
+    ranks = (rank, world) if sharding else None
     optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=tc.weight_decay)
     key, lora = state_key(cfg, run, seed), cfg.model.lora.enabled
     if main:
         drop_stale_state(state, key)
     accelerator.wait_for_everyone()
-    start = load_state(state, model, optimizer, lora)
+    start = load_state(state, model, optimizer, lora, ranks)
     if main:
         restore_checkpoints(state, out)
         with atomic_write(metrics) as fh:  # the log up to the resumed step
             if start:
-                fh.write((state / f"step{start:08d}" / "metrics.jsonl").read_text())
-    if tc.grad_checkpointing and accelerator.device.type == "cuda":
-        model.lm.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs={"use_reentrant": False})
-    model, optimizer = accelerator.prepare(model, optimizer)
+                fh.write(paths.metrics_log(paths.state_step_dir(state, start)).read_text())
+    if sharding:  # accelerate wraps the optimizer only; the model is FSDP's
+        optimizer = accelerator.prepare(optimizer)
+    else:
+        model, optimizer = accelerator.prepare(model, optimizer)
     used, why = resolve(tc.precision, accelerator.device)
     bf16 = used == "bf16"
     accelerator.print(f"train {run.name} seed {seed}: precision {used} ({why})")
@@ -242,22 +177,26 @@ def _loop(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher, pr
         f"(= {world} processes x {accum} micro-batches x {micro}), {tc.epochs * run.epoch_scale:g}"
         f" epochs, lr {tc.lr:g} / adapters {tc.adapter_lr:g}, "
         f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable params"
+        + (f", sharded ({sharding.name}, FSDP2)" if sharding else "")
         + (f", resuming at step {start}" if start else ""))
 
     bar = progress_bar(total=total, initial=start, disable=not (progress and main))
     t0, tokens, logged = time.perf_counter(), 0, start
+    warmup = math.ceil(tc.warmup_ratio * total)
     for step in range(start, total):
         for group, peak in zip(optimizer.param_groups, peaks, strict=True):
-            group["lr"] = lr_at(step, total, peak, tc.warmup_ratio)
+            group["lr"] = lr_at(step, total, peak, warmup)
         rows = step_rows(step)
         n_text, n_image = data.counts(rows)
         tokens += data.tokens(rows)
         torch.manual_seed(stream_seed(cfg.seed, "train", "step", run.name, seed, step, rank))
         sums = torch.zeros(2, device=accelerator.device)
-        shard = rows.view(world, -1)[rank]
+        own = rows.view(world, -1)[rank]
         # micro-batches of similar lengths pad less; the sum over them is the same
-        for part in shard[data.enc.length[shard].argsort(stable=True)].split(micro):
+        for part in own[data.enc.length[own].argsort(stable=True)].split(micro):
             with accelerator.accumulate(model):
+                if sharding:  # reduce-scatter the gradients at the last micro-batch only
+                    model.set_requires_gradient_sync(accelerator.sync_gradients)
                 with torch.autocast(accelerator.device.type, torch.bfloat16, enabled=bf16):
                     parts = model(data.batch(part).to(accelerator.device))
                 # x world x accum: DDP averages over processes, accelerate over micro-batches
@@ -287,16 +226,19 @@ def _loop(cfg: Config, run: Run, seed: int, model: UnifiedVLM, data: Batcher, pr
                 fh.write(json.dumps(line) + "\n")
         if done in ckpt_at:
             accelerator.wait_for_everyone()
+            unwrapped = model if sharding else accelerator.unwrap_model(model)
+            full = shard.full_state(model) if sharding else None  # every process gathers
             if main:
-                ckpt = out / f"ckpt{ckpt_at[done]:02d}"
+                ckpt = out / paths.ckpt_name(ckpt_at[done])
                 info = {"seed": seed, "checkpoint": ckpt_at[done], "step": done,
                         "total_steps": total, "fraction": done / total,
                         "samples": done * tc.batch_size, "records": n, "precision": used}
-                unwrapped = accelerator.unwrap_model(model)
-                write_checkpoint(ckpt, unwrapped, cfg, run, info)
+                write_checkpoint(ckpt, unwrapped, cfg, run, info, full)
                 keep_checkpoint(ckpt, state)
-                if done < total:
-                    save_state(state, done, key, unwrapped, optimizer.optimizer, lora, metrics)
+            del full
+            if done < total and (main or sharding):
+                save_state(state, done, key, unwrapped, optimizer.optimizer, lora, metrics,
+                           ranks, accelerator.wait_for_everyone if sharding else lambda: None)
             accelerator.wait_for_everyone()
     bar.close()
     if main:
@@ -331,6 +273,6 @@ def main(argv: list[str]) -> None:
         out = train(cfg, run, args.seed, ctx, records, features, progress=not args.no_progress,
                     cpu=device.type == "cpu")
         if not args.synthetic:
-            _, _, info = read_checkpoint_config(out / f"ckpt{cfg.train.checkpoints:02d}")
+            _, _, info = read_checkpoint_config(out / paths.ckpt_name(cfg.train.checkpoints))
             provenance.write(cfg, "train", run=run.name, seed=args.seed,
                              precision=info["precision"])

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import math
 import os
 import socket
 import tempfile
@@ -177,6 +178,17 @@ def stream_seed(seed: int, *names: str | int) -> int:
     """
     h = hashlib.sha256(json.dumps([seed, *names]).encode()).digest()
     return int.from_bytes(h[:8], "little") >> 1
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
+    """The learning rate of every training loop: linear warmup over ``warmup`` steps (to
+    ``peak`` at step ``warmup - 1``), then cosine decay to 0 at ``total``. Each loop rounds
+    its own warmup fraction into ``warmup``: ``uvlm.train`` ceil(train.warmup_ratio x
+    total), the encoders ``uvlm.encoders.common.warmup_steps``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(total - warmup, 1)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def rng(seed: int, *names: str | int) -> np.random.Generator:

@@ -8,7 +8,7 @@ import yaml
 from snakemake.utils import validate
 
 from uvlm import config as uvlm_config
-from uvlm import grid, preflight, timing
+from uvlm import grid, paths, preflight
 from uvlm.report import experiment_targets, read_checkpoints
 from uvlm.report import targets as report_targets
 
@@ -23,18 +23,18 @@ CFG = uvlm_config.from_dict(config, source=_source)
 preflight.check(CFG, _source)
 validate(config, schema="../schemas/config.schema.yaml")
 
-R = f"results/{CFG.name}"
+R = str(paths.results_root(CFG.name))  # a str: uvlm.paths then gives str paths
 RUNS = {r.name: r for r in grid.all_runs(CFG)}
 # The llava experiment (a config of its own) trains and evaluates with the rules of llava.smk;
 # train_run and eval_run, and the `train` and `eval` targets, serve the other experiments.
 LLAVA = "llava" in CFG.grid.experiments
 JOBS = [] if LLAVA else grid.jobs(CFG)  # (run, seed) pairs: mutual may have more seeds
-CKPTS = [f"ckpt{k:02d}" for k in range(1, CFG.train.checkpoints + 1)]
+CKPTS = paths.ckpt_names(CFG)
 
 # Rules read the resolved config from one file. It is rewritten only when its content
 # changes, so its mtime never triggers reruns; the `params` of each rule (the config
 # sections it depends on) decide what reruns when the config changes.
-CONFIG_FILE = f"{R}/config.yaml"
+CONFIG_FILE = paths.config_file(R)
 _resolved = yaml.safe_dump(uvlm_config.to_dict(CFG), sort_keys=False)
 if not os.path.exists(CONFIG_FILE) or open(CONFIG_FILE).read() != _resolved:
     os.makedirs(R, exist_ok=True)
@@ -53,7 +53,12 @@ wildcard_constraints:
 def benchmark(stage, job):
     """A job's benchmark file (every rule that does work declares one), in the layout
     `python -m uvlm timing` reads: one folder per stage, `job` as in the rule's log."""
-    return str(timing.benchmark_path(R, stage, job))
+    return paths.benchmark_file(R, stage, job)
+
+
+def log(stage, job):
+    """A job's log: `R/logs/{stage}/{job}.log`."""
+    return paths.log_file(R, stage, job)
 
 
 def sections(*names):
@@ -76,23 +81,15 @@ def spaces():
 
 
 def features(space, split):
-    return f"{R}/encoders/features/{space}_{split}.safetensors"
-
-
-def train_data(run):
-    return (
-        f"{R}/data/train.json"
-        if run.variant == "train"
-        else f"{R}/data/variants/{run.variant}.json"
-    )
+    return paths.features_file(R, space, split)
 
 
 def vq_weights():
-    return f"{R}/encoders/vq/model.safetensors"
+    return paths.encoder_weights(R, "vq")
 
 
 def ckpt(run, seed, k):
-    return f"{R}/runs/{run}/seed{seed}/{k}/model.safetensors"
+    return paths.ckpt_weights(R, run, seed, k)
 
 
 # Only what a table or figure reads is evaluated: runs read at every checkpoint (the
@@ -109,7 +106,7 @@ def one_of(names):
 
 def eval_metrics(run, seed):
     ks = CKPTS[-1:] if run in FINAL_ONLY else CKPTS if run in READ_CKPTS else []
-    return [f"{R}/eval/{run}/seed{seed}/{k}/metrics.json" for k in ks]
+    return [paths.eval_metrics(R, run, seed, k) for k in ks]
 
 
 def all_ckpts():
@@ -145,7 +142,7 @@ def reported(path, target):
 
 
 def affine_file(space, strength):
-    return f"{R}/encoders/affine/{space}_{strength:g}.safetensors"
+    return paths.affine_file(R, space, strength)
 
 
 # --------------------------------------------------------------- input functions
@@ -168,7 +165,7 @@ def train_inputs(wildcards):
     }
     split = ["train", "extra"] if run.variant.startswith("extra-") else ["train"]
     inputs = {
-        "data": train_data(run),
+        "data": paths.train_data_file(R, run.variant),
         "tokenizer": rules.tokenizer.output[0],
         "features": [features(s, sp) for s in sorted(set(needed[run.mode])) for sp in split],
     }
@@ -181,11 +178,11 @@ def train_inputs(wildcards):
 
 def judge_inputs(wildcards):
     inputs = {
-        "train": f"{R}/data/attributes/train.csv",
-        "test": f"{R}/data/attributes/test.csv",
+        "train": paths.attributes_file(R, "train"),
+        "test": paths.attributes_file(R, "test"),
     }
     if wildcards.judge == "pixels":
-        inputs["images"] = [f"{R}/data/images/train", f"{R}/data/images/test"]
+        inputs["images"] = [paths.images_dir(R, "train"), paths.images_dir(R, "test")]
         # VQ reconstructions: always of the test split, of train when trained on them
         splits = ["train", "test"] if CFG.eval.judge_train_recon else ["test"]
         inputs["vq"] = [vq_weights()] + [features("vq", s) for s in splits]
@@ -199,13 +196,13 @@ def eval_inputs(wildcards):
     inputs = {
         "ckpts": [ckpt(wildcards.run, wildcards.seed, k)
                   for k in (CKPTS[-1:] if wildcards.run in FINAL_ONLY else CKPTS)],
-        "test": f"{R}/data/test.json",
-        "attributes": f"{R}/data/attributes/test.csv",
+        "test": paths.data_file(R, "test"),
+        "attributes": paths.attributes_file(R, "test"),
         "tokenizer": rules.tokenizer.output[0],
         "features": sorted({features(run.und_space, "test"), features(run.gen_space, "test")}),
     }
     if run.mode != "und":
-        inputs["judge"] = f"{R}/eval/judge/{grid.JUDGE_OF_SPACE[run.gen_space]}/model.safetensors"
+        inputs["judge"] = paths.judge_weights(R, grid.JUDGE_OF_SPACE[run.gen_space])
     if "vq" in (run.und_space, run.gen_space):
         inputs["vq"] = vq_weights()
     if run.affine:
@@ -217,14 +214,14 @@ def eval_inputs(wildcards):
 
 def space_probe():
     """What each frozen vision space keeps (not at the llava scale: no features stage)."""
-    return [] if LLAVA else [f"{R}/analysis/spaces/probe.json"]
+    return [] if LLAVA else [paths.space_probe(R)]
 
 
 def adapter_probes():
     if "adapters" not in CFG.grid.experiments:
         return []
     return [
-        f"{R}/analysis/adapters/{r.name}/seed{s}/probe.json"
+        paths.adapter_probe(R, r, s)
         for r in grid.experiment_runs(CFG, "adapters")
         for s in grid.run_seeds(CFG, r)
     ]

@@ -4,14 +4,14 @@
 
 rule data_split:
     output:
-        json=f"{R}/data/{{split}}.json",
-        attributes=f"{R}/data/attributes/{{split}}.csv",
-        images=directory(f"{R}/data/images/{{split}}"),
+        json=paths.data_file(R, "{split}"),
+        attributes=paths.attributes_file(R, "{split}"),
+        images=directory(paths.images_dir(R, "{split}")),
     params:
         cfg=CONFIG_FILE,
         depends=sections("data"),
     log:
-        f"{R}/logs/data/{{split}}.log",
+        log("data", "{split}"),
     benchmark:
         benchmark("data", "{split}")
     threads: 16  # capped at --cores locally; the slurm profile sets its own
@@ -23,15 +23,15 @@ rule data_split:
 
 rule data_variants:
     input:
-        train=f"{R}/data/train.json",
-        extra=f"{R}/data/extra.json" if uses_extra() else [],
+        train=paths.data_file(R, "train"),
+        extra=paths.data_file(R, "extra") if uses_extra() else [],
     output:
-        expand(f"{R}/data/variants/{{name}}.json", name=grid.data_variants(CFG)),
+        [paths.variant_file(R, name) for name in grid.data_variants(CFG)],
     params:
         cfg=CONFIG_FILE,
         depends=sections("data"),
     log:
-        f"{R}/logs/data/variants.log",
+        log("data", "variants"),
     benchmark:
         benchmark("data", "variants")
     localrule: True  # seconds of JSON; not worth a cluster job
@@ -43,5 +43,5 @@ rule data_variants:
 
 rule data:
     input:
-        expand(f"{R}/data/{{split}}.json", split=splits()),
+        [paths.data_file(R, split) for split in splits()],
         rules.data_variants.output,

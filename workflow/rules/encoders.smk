@@ -5,14 +5,14 @@
 
 rule tokenizer:
     input:
-        f"{R}/data/train.json",
+        paths.data_file(R, "train"),
     output:
-        f"{R}/encoders/tokenizer/tokenizer.json",
+        paths.tokenizer_file(R),
     params:
         cfg=CONFIG_FILE,
         depends=sections("data", "encoders", "model"),
     log:
-        f"{R}/logs/encoders/tokenizer.log",
+        log("encoders", "tokenizer"),
     benchmark:
         benchmark("encoders", "tokenizer")
     localrule: True  # seconds; not worth a cluster job
@@ -24,15 +24,15 @@ rule tokenizer:
 
 rule siglip:
     input:
-        data=f"{R}/data/train.json",
+        data=paths.data_file(R, "train"),
         tokenizer=rules.tokenizer.output,
     output:
-        f"{R}/encoders/siglip/model.safetensors",
+        paths.encoder_weights(R, "siglip"),
     params:
         cfg=CONFIG_FILE,
         depends=sections("data", "encoders"),
     log:
-        f"{R}/logs/encoders/siglip.log",
+        log("encoders", "siglip"),
     threads: 1
     resources:
         gpu=1 if CFG.encoders.siglip.source == "train" else 0,
@@ -50,7 +50,7 @@ rule vq:
         (
             CFG.encoders.vq.path
             if CFG.encoders.vq.source == "pretrained"
-            else f"{R}/data/train.json"
+            else paths.data_file(R, "train")
         ),
     output:
         vq_weights(),
@@ -58,7 +58,7 @@ rule vq:
         cfg=CONFIG_FILE,
         depends=sections("data", "encoders"),
     log:
-        f"{R}/logs/encoders/vq.log",
+        log("encoders", "vq"),
     threads: 1
     resources:
         gpu=1 if CFG.encoders.vq.source == "train" else 0,
@@ -72,7 +72,7 @@ rule vq:
 
 rule features:
     input:
-        data=f"{R}/data/{{split}}.json",
+        data=paths.data_file(R, "{split}"),
         weights=encoder_weights,
     output:
         features("{space}", "{split}"),
@@ -80,7 +80,7 @@ rule features:
         cfg=CONFIG_FILE,
         depends=sections("data", "encoders"),
     log:
-        f"{R}/logs/encoders/features_{{space}}_{{split}}.log",
+        log("encoders", "features_{space}_{split}"),
     benchmark:
         benchmark("encoders", "features_{space}_{split}")
     threads: 1
@@ -101,7 +101,7 @@ rule affine:
         cfg=CONFIG_FILE,
         depends=sections("encoders"),
     log:
-        f"{R}/logs/encoders/affine.log",
+        log("encoders", "affine"),
     benchmark:
         benchmark("encoders", "affine")
     localrule: True  # a few random matrices; not worth a cluster job
@@ -125,7 +125,7 @@ rule resource_missing:
     output:
         "resources/{file}",
     log:
-        "results/logs/resource_missing/{file}.log",
+        paths.missing_resource_log("{file}"),
     localrule: True  # fails at once, on the machine the user watches
     conda:
         "../envs/uvlm.yaml"

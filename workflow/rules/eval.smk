@@ -6,13 +6,13 @@ rule judge:
     input:
         unpack(judge_inputs),
     output:
-        model=f"{R}/eval/judge/{{judge}}/model.safetensors",
-        accuracy=f"{R}/eval/judge/{{judge}}/accuracy.json",
+        model=paths.judge_weights(R, "{judge}"),
+        accuracy=paths.judge_accuracy(R, "{judge}"),
     params:
         cfg=CONFIG_FILE,
         depends=sections("data", "encoders", "eval"),
     log:
-        f"{R}/logs/eval/judge_{{judge}}.log",
+        log("eval", "judge_{judge}"),
     benchmark:
         benchmark("eval", "judge_{judge}")
     wildcard_constraints:
@@ -37,15 +37,15 @@ for _name, _names, _ks in (("eval_run", ALL_CKPTS, CKPTS), ("eval_final", FINAL_
         input:
             unpack(eval_inputs),
         output:
-            metrics=[f"{R}/eval/{{run}}/seed{{seed}}/{k}/metrics.json" for k in _ks],
-            answers=[f"{R}/eval/{{run}}/seed{{seed}}/{k}/answers.jsonl" for k in _ks],
-            item_terms=[f"{R}/eval/{{run}}/seed{{seed}}/{k}/items.json" for k in _ks],
+            metrics=[paths.eval_metrics(R, "{run}", "{seed}", k) for k in _ks],
+            answers=[paths.eval_answers(R, "{run}", "{seed}", k) for k in _ks],
+            item_terms=[paths.eval_items(R, "{run}", "{seed}", k) for k in _ks],
         params:
             cfg=CONFIG_FILE,
             depends=sections("data", "encoders", "model", "train", "eval"),
             which="all" if _ks == CKPTS else "final",
         log:
-            f"{R}/logs/eval/{{run}}/seed{{seed}}.log",
+            log("eval", "{run}/seed{seed}"),
         benchmark:
             benchmark("eval", "{run}/seed{seed}")
         wildcard_constraints:
@@ -69,15 +69,15 @@ rule eval:
 rule analyze_adapters:
     input:
         ckpt=ckpt("{run}", "{seed}", CKPTS[-1]),
-        attributes=f"{R}/data/attributes/train.csv",
+        attributes=paths.attributes_file(R, "train"),
         features=adapter_features,
     output:
-        f"{R}/analysis/adapters/{{run}}/seed{{seed}}/probe.json",
+        paths.adapter_probe(R, "{run}", "{seed}"),
     params:
         cfg=CONFIG_FILE,
         depends=sections("data", "encoders", "model", "train", "eval"),
     log:
-        f"{R}/logs/analysis/{{run}}/seed{{seed}}.log",
+        log("analysis", "{run}/seed{seed}"),
     benchmark:
         benchmark("analysis", "{run}/seed{seed}")
     threads: 1
@@ -90,16 +90,16 @@ rule analyze_adapters:
 
 rule probe_spaces:
     input:
-        attributes=[f"{R}/data/attributes/{s}.csv" for s in ("train", "test")],
-        images=[f"{R}/data/images/{s}" for s in ("train", "test")],
+        attributes=[paths.attributes_file(R, s) for s in ("train", "test")],
+        images=[paths.images_dir(R, s) for s in ("train", "test")],
         features=[features(sp, s) for sp in spaces() for s in ("train", "test")],
     output:
-        f"{R}/analysis/spaces/probe.json",
+        paths.space_probe(R),
     params:
         cfg=CONFIG_FILE,
         depends=sections("data", "encoders", "eval"),
     log:
-        f"{R}/logs/analysis/probe_spaces.log",
+        log("analysis", "probe_spaces"),
     benchmark:
         benchmark("analysis", "probe_spaces")
     threads: 1

@@ -9,12 +9,12 @@ rule llava_data:
     input:
         llava_data_inputs,
     output:
-        f"{R}/data/{{name}}.json",
+        paths.data_file(R, "{name}"),
     params:
         cfg=CONFIG_FILE,
         depends=llava_data_depends,
     log:
-        f"{R}/logs/llava/data_{{name}}.log",
+        log("llava", "data_{name}"),
     benchmark:
         benchmark("llava", "data_{name}")
     wildcard_constraints:
@@ -32,13 +32,13 @@ rule llava_pretrain:
         unpack(llava_pretrain_inputs),
     output:
         ckpts=llava_stage_ckpts("pretrain"),
-        metrics=f"{R}/runs/{{run}}/seed{{seed}}/pretrain/metrics.jsonl",
+        metrics=paths.train_log(R, "{run}", "{seed}", "pretrain"),
     params:
         cfg=CONFIG_FILE,
         accelerate=CFG.train.accelerate_config,
         depends=llava_pretrain_depends,
     log:
-        f"{R}/logs/llava/pretrain_{{run}}_seed{{seed}}.log",
+        log("llava", "pretrain_{run}_seed{seed}"),
     benchmark:
         benchmark("llava", "pretrain_{run}_seed{seed}")
     threads: 1
@@ -59,13 +59,13 @@ rule llava_sft:
         unpack(llava_sft_inputs),
     output:
         ckpts=llava_stage_ckpts("sft"),
-        metrics=f"{R}/runs/{{run}}/seed{{seed}}/sft/metrics.jsonl",
+        metrics=paths.train_log(R, "{run}", "{seed}", "sft"),
     params:
         cfg=CONFIG_FILE,
         accelerate=CFG.train.accelerate_config,
         depends=llava_sft_depends,
     log:
-        f"{R}/logs/llava/sft_{{run}}_seed{{seed}}.log",
+        log("llava", "sft_{run}_seed{seed}"),
     benchmark:
         benchmark("llava", "sft_{run}_seed{seed}")
     threads: 1
@@ -86,15 +86,15 @@ rule llava_eval:
     input:
         unpack(llava_eval_inputs),
     output:
-        f"{R}/eval/llava/{{run}}/results.json",
+        paths.llava_results(R, "{run}"),
     params:
         cfg=CONFIG_FILE,
         checkpoint=llava_checkpoint_dir,
-        raw=f"{R}/eval/llava/{{run}}/lmms-eval",
+        raw=paths.llava_raw(R, "{run}"),
         tasks=",".join(CFG.llava.tasks),
         depends=llava_eval_depends,
     log:
-        f"{R}/logs/llava/eval_{{run}}.log",
+        log("llava", "eval_{run}"),
     benchmark:
         benchmark("llava", "eval_{run}")
     threads: 1

@@ -35,7 +35,7 @@ def llava_models(run):
 
 def llava_stage_ckpts(stage):
     """Outputs of a training stage: its checkpoints (the last one is what the next reads)."""
-    return [f"{R}/runs/{{run}}/seed{{seed}}/{stage}/{k}/model.safetensors" for k in CKPTS]
+    return [paths.ckpt_weights(R, "{run}", "{seed}", k, stage) for k in CKPTS]
 
 
 def llava_data_inputs(wildcards):
@@ -51,13 +51,13 @@ def llava_data_depends(wildcards):
 def llava_train_inputs(wildcards, stage):
     run = grid.parse_run(wildcards.run)
     inputs = {
-        "data": str(uvlm_llava.data_file(CFG, uvlm_llava.stage_data(CFG, stage, run))),
+        "data": paths.data_file(R, uvlm_llava.stage_data(CFG, stage, run)),
         "images": external(CFG.llava.image_folder, folder=True),
         "models": llava_models(run),
     }
     if stage == "sft":
-        stage1 = uvlm_llava.stage_dir(CFG, "pretrain", run, wildcards.seed)
-        inputs["init"] = str(stage1 / CKPTS[-1] / "model.safetensors")
+        stage1 = uvlm_llava.pretrain_run(run)
+        inputs["init"] = paths.ckpt_weights(R, stage1, wildcards.seed, CKPTS[-1], "pretrain")
     return inputs
 
 
@@ -81,9 +81,8 @@ def llava_sft_depends(wildcards):
 
 def llava_eval_inputs(wildcards):
     run = grid.parse_run(wildcards.run)
-    stage2 = uvlm_llava.stage_dir(CFG, "sft", run, LLAVA_SEED)
     return {
-        "ckpt": str(stage2 / CKPTS[-1] / "model.safetensors"),
+        "ckpt": paths.ckpt_weights(R, run, LLAVA_SEED, CKPTS[-1], "sft"),
         "models": llava_models(run),
     }
 

@@ -15,7 +15,7 @@ for _name, _target in report_targets(CFG).items():
             cfg=CONFIG_FILE,
             target=_name,
         log:
-            f"{R}/logs/paper/{_name}.log",
+            log("paper", _name),
         benchmark:
             benchmark("paper", _name)
         localrule: True  # seconds of pandas and matplotlib; not worth a cluster job

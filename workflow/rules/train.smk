@@ -9,14 +9,14 @@ rule train_run:
         unpack(train_inputs),
     output:
         ckpts=[ckpt("{run}", "{seed}", k) for k in CKPTS],
-        metrics=f"{R}/runs/{{run}}/seed{{seed}}/metrics.jsonl",
+        metrics=paths.train_log(R, "{run}", "{seed}"),
     params:
         cfg=CONFIG_FILE,
         # committed accelerate config, always explicit (never the per-user default)
         accelerate=CFG.train.accelerate_config,
         depends=sections("data", "encoders", "model", "train"),
     log:
-        f"{R}/logs/train/{{run}}/seed{{seed}}.log",
+        log("train", "{run}/seed{seed}"),
     benchmark:
         benchmark("train", "{run}/seed{seed}")
     threads: 1

@@ -25,8 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-from uvlm import provenance
-from uvlm.config import Config, command_parser, parse_command
+from uvlm import paths, provenance
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import Config
 from uvlm.data.attributes import Watch, sample_watch
 from uvlm.data.records import image_file, write_attributes
 from uvlm.data.render import PNG_OPTIONS, Renderer
@@ -103,11 +104,11 @@ def build_split(cfg: Config, split: str, progress: bool = True) -> Path:
     """Render ``split`` of ``cfg`` under ``R/data``; returns that folder."""
     n = split_size(cfg, split)
     _renderer(cfg.data.image_size, cfg.data.font)  # a bad font fails here, before any work
-    data_dir = cfg.root / "data"
-    final = data_dir / "images" / split
-    partial = data_dir / "images" / f".{split}.partial"
-    json_path = data_dir / f"{split}.json"
-    csv_path = data_dir / "attributes" / f"{split}.csv"
+    data_dir = paths.data_dir(cfg)
+    final = paths.images_dir(cfg, split)
+    partial = paths.partial_images_dir(cfg, split)
+    json_path = paths.data_file(cfg, split)
+    csv_path = paths.attributes_file(cfg, split)
     try:
         # the JSON marks a split complete: drop the old one before touching its images
         json_path.unlink(missing_ok=True)

@@ -12,7 +12,7 @@ import csv
 import re
 from pathlib import Path
 
-from uvlm import UvlmError
+from uvlm import UvlmError, paths
 from uvlm.data.attributes import ATTRIBUTES, POSITIONS, WEATHERS, Watch
 from uvlm.data.tasks import IMAGE_TOKEN, RECORD_ORDER, TASKS
 from uvlm.utils import atomic_write, read_json
@@ -23,8 +23,8 @@ CSV_COLUMNS = ("id", "file", "hour", "minute", "second", "weather", "battery", "
 
 
 def image_file(split: str, image_id: int) -> str:
-    """Path of an image relative to ``R/data``."""
-    return f"images/{split}/{image_id:06d}.png"
+    """An image's ``image`` field: its path relative to ``R/data`` (``uvlm.paths``)."""
+    return paths.image_relpath(split, image_id)
 
 
 def record_problem(r: object) -> str | None:

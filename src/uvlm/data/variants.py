@@ -23,8 +23,9 @@ import functools
 from collections import Counter
 from pathlib import Path
 
-from uvlm import UvlmError, provenance
-from uvlm.config import BiasConfig, Config, command_parser, parse_command
+from uvlm import UvlmError, paths, provenance
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import BiasConfig, Config
 from uvlm.data.attributes import WEATHERS, Watch
 from uvlm.data.records import load_attributes, load_records
 from uvlm.grid import data_variants
@@ -100,14 +101,13 @@ def build_variants(cfg: Config) -> tuple[dict[str, list[dict]], dict]:
     The summary also covers ``train`` for reference. The ``extra`` split is read only when
     an extra-data variant is asked for.
     """
-    data = cfg.root / "data"
-    train = load_records(data / "train.json")
-    watches = {"train": load_attributes(data / "attributes" / "train.csv")}
-    extra_path = data / "extra.json"
+    train = load_records(paths.data_file(cfg, "train"))
+    watches = {"train": load_attributes(paths.attributes_file(cfg, "train"))}
+    extra_path = paths.data_file(cfg, "extra")
 
     @functools.cache
     def extra_records() -> list[dict]:
-        watches["extra"] = load_attributes(data / "attributes" / "extra.csv")
+        watches["extra"] = load_attributes(paths.attributes_file(cfg, "extra"))
         return load_records(extra_path)
 
     def with_extra(kind: str, n: int) -> list[dict]:
@@ -136,11 +136,10 @@ def build_variants(cfg: Config) -> tuple[dict[str, list[dict]], dict]:
 def main(argv: list[str]) -> None:
     p = command_parser("uvlm data-variants", __doc__.split("\n")[0])
     args, cfg = parse_command(p, argv)
-    out_dir = cfg.root / "data" / "variants"
     variants, summary = build_variants(cfg)
     for name, records in variants.items():
-        write_json(out_dir / f"{name}.json", records)
-    write_json(out_dir / "summary.json", summary)
+        write_json(paths.variant_file(cfg, name), records)
+    write_json(paths.variant_file(cfg, "summary"), summary)
     provenance.write(cfg, "data-variants")
     for name, s in summary.items():
         print(f"{name}: {s['records']} records {s['tasks']}; understanding weather "

@@ -20,9 +20,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from uvlm import provenance
-from uvlm.config import Config, command_parser, parse_command
-from uvlm.encoders import affine_path, space_info
+from uvlm import paths, provenance
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import Config
+from uvlm.encoders import space_info
 from uvlm.utils import rng, save_tensors
 
 #: SigLIP's translation is U[0, BIAS_SCALE * k] (k = 1: U[0, 0.1])
@@ -61,18 +62,18 @@ def write_affines(cfg: Config) -> list:
     """Write every configured distortion; returns the paths."""
     jobs = ([("vq", sigma, vq_affine) for sigma in cfg.encoders.affine.vq_sigmas]
             + [("siglip", k, siglip_affine) for k in cfg.encoders.affine.siglip_ks])
-    paths = []
+    written = []
     for space, strength, make in jobs:
         a, b = make(cfg.seed, space_info(cfg, space).feature_dim, strength)
-        path = affine_path(cfg, space, strength)
+        path = paths.affine_file(cfg, space, strength)
         save_tensors(path, {"A": torch.from_numpy(a).float().contiguous(),
                             "b": torch.from_numpy(b).float().contiguous()},
                      metadata={"space": space, "strength": f"{strength:g}"})
         sv = np.linalg.svd(a, compute_uv=False)
         print(f"affine {space} {strength:g}: singular values [{sv.min():.3f}, {sv.max():.3f}], "
               f"|b| max {np.abs(b).max():.3f} -> {path}")
-        paths.append(path)
-    return paths
+        written.append(path)
+    return written
 
 
 def main(argv: list[str]) -> None:

@@ -1,10 +1,9 @@
-"""Pieces shared by the encoder commands: the tiny training loops' schedule and batches,
+"""Pieces shared by the encoder commands: the tiny training loops' warm-up and batches,
 and writing a model folder atomically."""
 
 from __future__ import annotations
 
 import contextlib
-import math
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,13 +16,10 @@ from uvlm.utils import file_mode
 WARMUP = 0.05
 
 
-def lr_at(step: int, steps: int, base: float) -> float:
-    """Linear warm-up over ``WARMUP * steps``, then cosine decay to 0 at ``steps``."""
-    warm = max(1, int(WARMUP * steps))
-    if step < warm:
-        return base * (step + 1) / warm
-    progress = (step - warm) / max(1, steps - warm)
-    return base * 0.5 * (1.0 + math.cos(math.pi * progress))
+def warmup_steps(steps: int) -> int:
+    """The encoders' warm-up: ``WARMUP * steps`` rounded down, at least 1 (``uvlm.utils.lr_at``
+    decays the rest by a cosine)."""
+    return max(1, int(WARMUP * steps))
 
 
 def index_batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[torch.Tensor]:

@@ -2,8 +2,9 @@
 split once, so training and evaluation never run a vision tower.
 
 Writes ``R/encoders/features/{space}_{split}.safetensors``: continuous spaces store
-``features`` float32 (N, T, D), VQ stores ``codes`` int64 (N, T); row i is image i. The file
-metadata records the space, split and config hash. Runs where the config says
+``features`` (N, T, D) in ``encoders.feature_dtype`` (the tower runs in fp32; its output is
+rounded to bf16 or fp16 when stored), VQ stores ``codes`` int64 (N, T); row i is image i. The
+file metadata records the space, split and config hash. Runs where the config says
 (``uvlm.device``: the CPU for a ``use_cpu: true`` launch config, else a CUDA GPU, required).
 """
 
@@ -13,10 +14,11 @@ import time
 
 import torch
 
-from uvlm import provenance
-from uvlm.config import Config, command_parser, parse_command
+from uvlm import paths, provenance
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import Config
 from uvlm.device import job_gpu
-from uvlm.encoders import SPACES, features_path, load_vision_model, space_info
+from uvlm.encoders import FEATURE_DTYPES, SPACES, load_vision_model, space_info
 from uvlm.encoders.images import SPLITS, check_split, read_images
 from uvlm.progress import progress_bar
 from uvlm.utils import save_tensors
@@ -25,11 +27,13 @@ from uvlm.utils import save_tensors
 @torch.inference_mode()
 def encode_split(cfg: Config, space: str, split: str, tower: torch.nn.Module,
                  device: torch.device, progress: bool = True) -> torch.Tensor:
-    """Features (N, T, D) float32 or codes (N, T) int64 of every image of ``split``."""
+    """Features (N, T, D) in ``encoders.feature_dtype`` or codes (N, T) int64 of every image
+    of ``split``."""
     n = check_split(cfg, split)
     info = space_info(cfg, space)
     shape = (n, info.num_tokens) if info.kind == "vq" else (n, info.num_tokens, info.feature_dim)
-    out = torch.empty(shape, dtype=torch.int64 if info.kind == "vq" else torch.float32)
+    dtype = torch.int64 if info.kind == "vq" else FEATURE_DTYPES[cfg.encoders.feature_dtype]
+    out = torch.empty(shape, dtype=dtype)
     bs = cfg.encoders.feature_batch_size
     for start in progress_bar(range(0, n, bs), desc=f"{space} {split}", disable=not progress):
         ids = range(start, min(n, start + bs))
@@ -52,7 +56,7 @@ def main(argv: list[str]) -> None:
         start = time.perf_counter()
         tower = load_vision_model(cfg, args.space).to(device)
         out = encode_split(cfg, args.space, args.split, tower, device)
-        path = features_path(cfg, args.space, args.split)
+        path = paths.features_file(cfg, args.space, args.split)
         save_tensors(path, {SPACES[args.space].features_key: out},
                      metadata={"space": args.space, "split": args.split, "config_hash": cfg.hash()})
         provenance.write(cfg, "encoders-features", space=args.space, split=args.split)

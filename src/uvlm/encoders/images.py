@@ -13,16 +13,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from uvlm import UvlmError
+from uvlm import UvlmError, paths
 from uvlm.config import Config
 from uvlm.data.build import SPLITS, split_size
-from uvlm.data.records import image_file
 
 __all__ = ["SPLITS", "check_split", "image_path", "read_images", "resize", "split_size"]
 
 
 def image_path(cfg: Config, split: str, image_id: int) -> Path:
-    return cfg.root / "data" / image_file(split, image_id)
+    return paths.image_file(cfg, split, image_id)
 
 
 def check_split(cfg: Config, split: str) -> int:

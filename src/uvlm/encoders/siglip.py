@@ -35,17 +35,17 @@ from transformers import (
 )
 from transformers.image_utils import IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD
 
-from uvlm import provenance
+from uvlm import paths, provenance
+from uvlm.cli import command_parser, parse_command
 from uvlm.config import SiglipConfig as SiglipSection
-from uvlm.config import command_parser, parse_command
 from uvlm.data.records import load_records
 from uvlm.device import job_gpu
 from uvlm.encoders import load_tokenizer
-from uvlm.encoders.common import atomic_dir, index_batches, lr_at
+from uvlm.encoders.common import atomic_dir, index_batches, warmup_steps
 from uvlm.encoders.images import check_split, read_images, resize
 from uvlm.encoders.towers import HFVisionTower, load_hf_vision
 from uvlm.precision import announce
-from uvlm.utils import stream_seed, write_json
+from uvlm.utils import lr_at, stream_seed, write_json
 
 #: SigLIP's initial logit temperature and bias (Zhai et al. 2023, sec. 3.2): with B-1
 #: negatives per positive, a large negative bias keeps the first steps from being dominated
@@ -122,9 +122,10 @@ def train_siglip(sc: SiglipSection, images: torch.Tensor, captions: list[str],
     start, cpu_start, losses = time.perf_counter(), time.process_time(), []
     batches = index_batches(len(images), sc.batch_size, sc.steps,
                             stream_seed(seed, "encoders", "siglip", "batches"))
+    warmup = warmup_steps(sc.steps)
     for step, idx in enumerate(batches):
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, sc.steps, sc.lr)
+            group["lr"] = lr_at(step, sc.steps, sc.lr, warmup)
         with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16):
             loss = model(input_ids=tokens[idx].to(device), attention_mask=mask[idx].to(device),
                          pixel_values=pixel_values(images[idx].to(device), sc.image_size),
@@ -182,7 +183,7 @@ def main(argv: list[str]) -> None:
         return
     with job_gpu(cfg, "encoders-siglip") as device:  # before reading the images
         n = check_split(cfg, "train")
-        records_file = cfg.root / "data" / "train.json"
+        records_file = paths.data_file(cfg, "train")
         captions = captions_by_image(load_records(records_file), n, str(records_file))
         tokenizer = load_tokenizer(cfg)
         images = read_images(cfg, "train", range(n))
@@ -192,7 +193,7 @@ def main(argv: list[str]) -> None:
     metrics["train_retrieval_top1_256"] = retrieval_accuracy(
         model, images[probe], captions[probe], tokenizer, sc)
 
-    out = cfg.root / "encoders" / "siglip"
+    out = paths.encoder_dir(cfg, "siglip")
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         write_json(tmp / "metrics.json", metrics)

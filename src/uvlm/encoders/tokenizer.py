@@ -23,8 +23,9 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from uvlm import provenance
-from uvlm.config import Config, command_parser, parse_command
+from uvlm import paths, provenance
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import Config
 from uvlm.data.records import load_records
 from uvlm.encoders.common import atomic_dir
 from uvlm.model.batching import rendered_turns
@@ -72,7 +73,7 @@ def save_tokenizer(tok: PreTrainedTokenizerFast, out_dir: Path) -> None:
 def build_tokenizer(cfg: Config) -> PreTrainedTokenizerFast:
     if cfg.encoders.tokenizer.source == "pretrained":
         return pretrained_tokenizer(cfg.model.llm.path)
-    records = load_records(cfg.root / "data" / "train.json")
+    records = load_records(paths.data_file(cfg, "train"))
     return train_bpe(rendered_turns(records), cfg.encoders.tokenizer.vocab_size)
 
 
@@ -81,7 +82,7 @@ def main(argv: list[str]) -> None:
     args, cfg = parse_command(p, argv)
     start = time.perf_counter()
     tok = build_tokenizer(cfg)
-    out = cfg.root / "encoders" / "tokenizer"
+    out = paths.encoder_dir(cfg, "tokenizer")
     save_tokenizer(tok, out)
     provenance.write(cfg, "encoders-tokenizer")
     print(f"encoders-tokenizer ({cfg.encoders.tokenizer.source}): {len(tok)} tokens -> {out} "

@@ -32,15 +32,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from uvlm import provenance
-from uvlm.config import VQConfig, command_parser, parse_command
+from uvlm import paths, provenance
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import VQConfig
 from uvlm.device import job_gpu
-from uvlm.encoders import encoder_dir, load_vq
-from uvlm.encoders.common import index_batches, lr_at
+from uvlm.encoders import load_vq
+from uvlm.encoders.common import index_batches, warmup_steps
 from uvlm.encoders.images import check_split, read_images, resize
 from uvlm.encoders.vq import VQArgs, VQModel, load_llamagen_checkpoint, save_vq
 from uvlm.precision import announce
-from uvlm.utils import atomic_path, stream_seed, write_json
+from uvlm.utils import atomic_path, lr_at, stream_seed, write_json
 
 EVAL_IMAGES = 256
 CONVERTED_EVAL_IMAGES = 16
@@ -72,9 +73,10 @@ def train_vq(vc: VQConfig, images: torch.Tensor, seed: int,
                             stream_seed(seed, "encoders", "vq", "batches"))
     revive_gen = torch.Generator().manual_seed(stream_seed(seed, "encoders", "vq", "revive"))
     revived = 0
+    warmup = warmup_steps(vc.steps)
     for step, idx in enumerate(batches):
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, vc.steps, vc.lr)
+            group["lr"] = lr_at(step, vc.steps, vc.lr, warmup)
         x = to_model_range(images[idx].to(device), vc.image_size)
         with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16,
                             enabled=bf16):
@@ -125,7 +127,7 @@ def main(argv: list[str]) -> None:
     p = command_parser("uvlm encoders-vq", __doc__.split("\n")[0])
     args, cfg = parse_command(p, argv)
     vc = cfg.encoders.vq
-    out = encoder_dir(cfg, "vq")
+    out = paths.encoder_dir(cfg, "vq")
     # converting LlamaGen's checkpoint and its reconstruction check are light CPU work (the
     # rule asks for no GPU); training follows the config's device (uvlm.device)
     claim = job_gpu(cfg, "encoders-vq") if vc.source == "train" else \

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from uvlm import paths
 from uvlm.data.tasks import POSITIONS, WEATHERS
 from uvlm.eval.bootstrap import Ratios
 from uvlm.precision import announce
@@ -241,14 +242,10 @@ def summary(ratios: Ratios) -> dict:
 
 # --------------------------------------------------------------------------- files
 
-def judge_dir(cfg, space: str) -> Path:
-    return cfg.root / "eval" / "judge" / space
-
-
 def save_judge(judge: Judge, out_dir: Path, meta: dict) -> None:
     from uvlm.utils import save_tensors, write_json
 
-    save_tensors(out_dir / "model.safetensors",
+    save_tensors(out_dir / paths.WEIGHTS,
                  {k: v.contiguous() for k, v in judge.state_dict().items()})
     write_json(out_dir / "config.json", {"space": judge.space, "trunk": judge.trunk_kwargs,
                                          "heads": HEADS, "feature_dim": FEATURE_DIM, **meta})
@@ -258,34 +255,35 @@ def load_judge(cfg, space: str) -> Judge:
     """The trained judge of ``space``; its config must match this package's heads."""
     from uvlm.utils import load_tensors, read_json
 
-    d = judge_dir(cfg, space)
-    if not (d / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{d / 'model.safetensors'}: judge not trained; run "
+    d = paths.judge_dir(cfg, space)
+    if not (d / paths.WEIGHTS).is_file():
+        raise FileNotFoundError(f"{d / paths.WEIGHTS}: judge not trained; run "
                                 f"`python -m uvlm judge-train --config ... --space {space}`")
     meta = read_json(d / "config.json")
     if meta["space"] != space or meta["heads"] != HEADS or meta["feature_dim"] != FEATURE_DIM:
         raise ValueError(f"{d / 'config.json'}: judge built for space {meta['space']!r}, "
                          f"heads {meta['heads']}; expected {space!r}, {HEADS}")
     judge = Judge(space, **meta["trunk"])
-    judge.load_state_dict(load_tensors(d / "model.safetensors"))
+    judge.load_state_dict(load_tensors(d / paths.WEIGHTS))
     return judge.eval()
 
 
 def _ground_truth(cfg, split: str, n: int) -> list[dict]:
     from uvlm.data.records import load_attributes
 
-    watches = load_attributes(cfg.root / "data" / "attributes" / f"{split}.csv")
+    path = paths.attributes_file(cfg, split)
+    watches = load_attributes(path)
     if len(watches) < n:
-        raise ValueError(f"{cfg.root / 'data' / 'attributes' / f'{split}.csv'}: "
+        raise ValueError(f"{path}: "
                          f"{len(watches)} rows, expected at least {n}")
     return [vars(w) for w in watches[:n]]
 
 
 def _vq_reconstructions(cfg, split: str, n: int) -> torch.Tensor:
     """uint8 (n, 3, H, W): the VQ decoder's rendering of the split's first n codes."""
-    from uvlm.encoders import decode_to_pixels, load_features, load_vq
+    from uvlm.encoders import decode_to_pixels, load_vq, open_features
 
-    codes = load_features(cfg, "vq", split)[:n]
+    codes = open_features(cfg, "vq", split)[:n]
     return decode_to_pixels(load_vq(cfg).eval(), codes, cfg.eval.batch_size)
 
 
@@ -299,9 +297,9 @@ def _inputs(cfg, space: str, split: str, n: int, recon: bool) -> dict[str, torch
         if recon:
             sets["vq_recon"] = _vq_reconstructions(cfg, split, n)
         return sets
-    from uvlm.encoders import load_features
+    from uvlm.encoders import open_features
 
-    return {"gt": load_features(cfg, space, split)[:n]}
+    return {"gt": open_features(cfg, space, split)[:n]}
 
 
 def train_and_evaluate(cfg, space: str) -> dict:
@@ -335,23 +333,23 @@ def train_and_evaluate(cfg, space: str) -> dict:
                                   ).permutation(n_test)
     accuracy["shuffled_gt"] = summary(reading_ratios(judge.read(tests["gt"][order]), gt_test,
                                                      None, clusters))
-    out_dir = judge_dir(cfg, space)
+    out_dir = paths.judge_dir(cfg, space)
     save_judge(judge, out_dir, {"train_sets": list(train_sets), "n_train_images": n_train,
                                 "steps": cfg.eval.judge_steps, "final_loss": losses[-1],
                                 "precision": precision,
                                 "config_hash": cfg.hash()})
-    write_json(out_dir / "accuracy.json", {"space": space, "split": "test", **accuracy})
+    write_json(paths.judge_accuracy(cfg, space), {"space": space, "split": "test", **accuracy})
     return accuracy
 
 
 def main(argv: list[str]) -> None:
     from uvlm import provenance
-    from uvlm.config import command_parser, parse_command
+    from uvlm.cli import command_parser, parse_command
 
     p = command_parser("python -m uvlm judge-train", __doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--space", required=True, choices=list(TRUNKS))
     args, cfg = parse_command(p, argv)
     print(json.dumps(train_and_evaluate(cfg, args.space), indent=1))
-    used = json.loads((judge_dir(cfg, args.space) / "config.json").read_text())["precision"]
+    used = json.loads((paths.judge_dir(cfg, args.space) / "config.json").read_text())["precision"]
     provenance.write(cfg, "judge-train", judge=args.space, precision=used)

@@ -13,7 +13,7 @@ and read the test split's attributes:
 The readings are written as the paper's answer strings and scored with the paper's VQA
 formulas (``uvlm.eval.vqa``, one item per image and attribute, positions pooled), so the
 probe's total sits on the same scale as a model's VQA total. Writes
-``R/analysis/spaces/probe.json`` (``uvlm.report.collect.space_probe_path``):
+``R/analysis/spaces/probe.json`` (``uvlm.paths.space_probe``):
 ``{space: {time, weather, position, battery, total, count_*, ci, readout}}``.
 
 Linear readouts are a lower bound on what a space keeps (a deeper reader may find more).
@@ -124,17 +124,16 @@ def spaces_of(cfg) -> list[str]:
 
 
 def main(argv: list[str]) -> None:
-    from uvlm import encoders, provenance
-    from uvlm.config import command_parser, parse_command
+    from uvlm import encoders, paths, provenance
+    from uvlm.cli import command_parser, parse_command
     from uvlm.data.records import load_attributes
     from uvlm.encoders.images import read_images
-    from uvlm.report.collect import space_probe_path
     from uvlm.utils import stream_seed, write_json
 
     p = command_parser("python -m uvlm probe-spaces", __doc__.split("\n")[0])
     args, cfg = parse_command(p, argv)
-    attrs = cfg.root / "data" / "attributes"
-    train, test = load_attributes(attrs / "train.csv"), load_attributes(attrs / "test.csv")
+    train = load_attributes(paths.attributes_file(cfg, "train"))
+    test = load_attributes(paths.attributes_file(cfg, "test"))
     out = {}
     for space in [*spaces_of(cfg), PIXELS]:
         seed = stream_seed(cfg.seed, "probe-spaces", space)
@@ -150,5 +149,5 @@ def main(argv: list[str]) -> None:
         out[space] = {**probe(x["train"], train, x["test"], test, seed, cfg.eval.bootstrap),
                       "readout": readout, "n_train": len(train), "n_test": len(test)}
         print(f"probe-spaces {space}: total {out[space]['total']:.3f} ({readout})", flush=True)
-    write_json(space_probe_path(cfg), out)
+    write_json(paths.space_probe(cfg), out)
     provenance.write(cfg, "probe-spaces")

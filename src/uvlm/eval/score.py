@@ -156,10 +156,9 @@ def write_metrics(path: str | Path, metrics: dict) -> None:
     write_json(path, metrics)
 
 
-ITEMS = "items.json"  # beside metrics.json: each section's per-cluster terms
-
-
 def write_items(path: str | Path, items: dict[str, Ratios]) -> None:
+    """``items.json`` beside metrics.json (``uvlm.paths.eval_items``): each section's
+    per-cluster terms."""
     import json
 
     from uvlm.utils import atomic_write

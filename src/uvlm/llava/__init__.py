@@ -12,7 +12,7 @@ LLaVA-1.5-7B; the runs are compared on lmms-eval benchmarks. Files (R = results/
 * ``R/runs/{run}/seed{s}/sft/``: stage 2, the whole model, from stage 1's last checkpoint
   (``uvlm.llava.train``).
 * ``R/eval/llava/{run}/results.json``: lmms-eval's results (``uvlm.llava.lmms``), which the
-  report reads (``uvlm.report.collect.llava_results_path``).
+  report reads (``uvlm.paths.llava_results``).
 
 The runs (``uvlm.grid._llava``): ``clip-clip_und`` (no generation data in SFT),
 ``clip-clip_mixed_gen-{N}``, ``clip-clip_mixed`` (the largest amount), ``clip-clip_mixed_detach``
@@ -25,6 +25,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from uvlm import paths
 from uvlm.config import Config, ConfigError, to_dict
 from uvlm.grid import Run, llava_generation
 
@@ -43,7 +44,7 @@ def data_names(cfg: Config) -> list[str]:
 
 
 def data_file(cfg: Config, name: str) -> Path:
-    return cfg.root / "data" / f"{name}.json"
+    return paths.data_file(cfg, name)
 
 
 def stage_data(cfg: Config, stage: str, run: Run) -> str:
@@ -54,7 +55,7 @@ def stage_data(cfg: Config, stage: str, run: Run) -> str:
 def stage_dir(cfg: Config, stage: str, run: Run, seed: int) -> Path:
     """``R/runs/{run}/seed{s}/{stage}``; stage 1 lives under its (shared) pretrain run."""
     owner = pretrain_run(run) if stage == "pretrain" else run
-    return cfg.root / "runs" / owner.name / f"seed{seed}" / stage
+    return paths.stage_dir(cfg, owner, seed, stage)
 
 
 def stage_config(cfg: Config, stage: str) -> Config:

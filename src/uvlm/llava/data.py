@@ -24,7 +24,8 @@ import json
 from pathlib import Path
 
 from uvlm import UvlmError
-from uvlm.config import Config, ConfigError, command_parser, parse_command
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import Config, ConfigError
 from uvlm.data.tasks import GENERATION_ANSWERS
 from uvlm.llava import data_file, data_names
 from uvlm.utils import rng, write_json

@@ -10,7 +10,6 @@ mean colour, then resized by each tower to its own input size.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from uvlm.config import Config
 from uvlm.data.tasks import IMAGE_TOKEN
 from uvlm.encoders import load_vision_model, space_info
 from uvlm.encoders.images import resize
+from uvlm.encoders.space import Space
 from uvlm.encoders.tokenizer import pretrained_tokenizer
 from uvlm.encoders.towers import VQTower, freeze
 from uvlm.encoders.vq import load_llamagen_checkpoint
@@ -31,7 +31,7 @@ from uvlm.encoders.vq_train import vq_args
 from uvlm.grid import Run
 from uvlm.llava import check_config
 from uvlm.model.batching import Batcher, Encoded
-from uvlm.model.unified import ModelContext, Space
+from uvlm.model.unified import ModelContext
 
 #: LLaVA's expand2square fills with the image processor's mean, as 0-255 integers
 PAD_COLOUR = tuple(int(255 * m) for m in OPENAI_CLIP_MEAN)
@@ -161,7 +161,6 @@ def load_parts(cfg: Config, run: Run) -> tuple[ModelContext, dict[str, nn.Module
             codebook = vq.quantize.codebook()
         else:
             towers[space] = load_vision_model(cfg, space)
-    und, gen = (Space(**dataclasses.asdict(space_info(cfg, s)))
-                for s in (run.und_space, run.gen_space))
+    und, gen = space_info(cfg, run.und_space), space_info(cfg, run.gen_space)
     ctx = ModelContext(pretrained_tokenizer(cfg.model.llm.path), und, gen, codebook)
     return ctx, towers

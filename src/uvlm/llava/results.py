@@ -2,7 +2,7 @@
 where the report reads them.
 
 lmms-eval writes ``DIR/<model>/<date>_results.json`` (DIR: its ``--output_path``). This copies
-that file to ``R/eval/llava/{run}/results.json`` (``uvlm.report.collect.llava_results_path``)
+that file to ``R/eval/llava/{run}/results.json`` (``uvlm.paths.llava_results``)
 after checking that it is an lmms-eval results file holding every task of ``llava.tasks``.
 """
 
@@ -11,10 +11,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from uvlm import UvlmError
-from uvlm.config import Config, command_parser, parse_command
+from uvlm import UvlmError, paths
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import Config
 from uvlm.grid import Run, parse_run
-from uvlm.report.collect import llava_results_path, read_lmms_eval
+from uvlm.report.collect import read_lmms_eval
 from uvlm.utils import atomic_path, read_json
 
 
@@ -28,13 +29,13 @@ def results_file(raw: Path) -> Path:
 
 
 def collect(cfg: Config, run: Run, raw: Path) -> Path:
-    """Copy lmms-eval's results of ``run`` to ``llava_results_path`` (atomically)."""
+    """Copy lmms-eval's results of ``run`` to ``uvlm.paths.llava_results`` (atomically)."""
     src = results_file(raw)
     read_lmms_eval(src)  # refuses a file that is not lmms-eval's
     missing = [t for t in cfg.llava.tasks if t not in read_json(src)["results"]]
     if missing:
         raise UvlmError(f"{src}: no results for llava.tasks {', '.join(missing)}")
-    out = llava_results_path(cfg, run)
+    out = paths.llava_results(cfg, run)
     with atomic_path(out) as tmp:
         shutil.copyfile(src, tmp)
     return out

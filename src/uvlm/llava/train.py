@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 
-from uvlm.config import Config, ConfigError, command_parser, parse_command
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import Config, ConfigError
 from uvlm.device import job_gpu
 from uvlm.grid import Run, all_runs, parse_run
 from uvlm.llava import (
@@ -35,12 +36,13 @@ from uvlm.model.batching import Template
 from uvlm.model.checkpoint import load_weights
 from uvlm.model.context import mode_records
 from uvlm.model.unified import build_model
+from uvlm.paths import ckpt_name
 from uvlm.train import fit
 from uvlm.utils import read_json, stream_seed
 
 
 def last_checkpoint(cfg: Config, stage: str, run: Run, seed: int) -> Path:
-    return stage_dir(cfg, stage, run, seed) / f"ckpt{cfg.train.checkpoints:02d}"
+    return stage_dir(cfg, stage, run, seed) / ckpt_name(cfg.train.checkpoints)
 
 
 def train_stage(cfg: Config, stage: str, run: Run, seed: int, progress: bool = True,

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from uvlm.model.unified import Batch, Space
+from uvlm.encoders.space import Space
+from uvlm.model.unified import Batch
 
 IMAGE = "<image>"
 #: the vicuna_v1 role markers around each human turn (the answer follows ASSISTANT)
@@ -186,16 +187,42 @@ def rendered_turns(records: list[dict]) -> list[str]:
     return out
 
 
+class FeatureTable:
+    """The feature rows of several splits end to end: ``table[rows]`` gathers (R, T, D)
+    float32 features or (R, T) int64 codes.
+
+    A part is an in-memory tensor or a ``uvlm.encoders.rows.FeatureFile`` (read lazily,
+    stored in bf16, fp16 or fp32); only the gathered rows are read and converted.
+    """
+
+    def __init__(self, parts: list, shape: tuple[int, ...], dtype: torch.dtype):
+        self.parts, self.shape, self.dtype = parts, shape, dtype
+        self.starts = [sum(len(p) for p in parts[:i]) for i in range(len(parts))]
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    def __getitem__(self, rows: torch.Tensor) -> torch.Tensor:
+        if len(self.parts) == 1:
+            return self.parts[0][rows].to(self.dtype)
+        out = torch.empty((len(rows), *self.shape), dtype=self.dtype)
+        for part, start in zip(self.parts, self.starts, strict=True):
+            mine = (rows >= start) & (rows < start + len(part))
+            if mine.any():
+                out[mine] = part[rows[mine] - start].to(self.dtype)
+        return out
+
+
 class Batcher:
     """Batches of an ``Encoded`` file: rows by index, images from per-space feature tables.
 
-    ``features[space][split]`` is ``(N_images, T, D)`` float for a continuous space and
+    ``features[space][split]`` is ``(N_images, T, D)`` float features (a tensor, or a
+    ``FeatureFile`` read row by row, of bf16, fp16 or fp32 features) for a continuous space and
     ``(N_images, T)`` int64 codes for a vq space; only the spaces and splits the records use
-    are needed.
+    are needed. A batch's features are gathered and converted to float32 when it is built.
     """
 
-    def __init__(self, enc: Encoded, features: dict[str, dict[str, torch.Tensor]],
-                 und: Space, gen: Space):
+    def __init__(self, enc: Encoded, features: dict[str, dict], und: Space, gen: Space):
         self.enc, self.gen_tokens = enc, gen.num_tokens
         row = torch.zeros_like(enc.image)
         self.und_table = self._table(enc, ~enc.gen & ~enc.text, features, und, row)
@@ -203,7 +230,8 @@ class Batcher:
         self.row = row  # (N,) row of each record's image in its space's table
 
     @staticmethod
-    def _table(enc: Encoded, use: torch.Tensor, features, space: Space, row: torch.Tensor):
+    def _table(enc: Encoded, use: torch.Tensor, features, space: Space,
+               row: torch.Tensor) -> FeatureTable:
         shape = (space.num_tokens,) + ((space.feature_dim,) if space.kind == "continuous" else ())
         continuous = space.kind == "continuous"
         dtype = torch.float32 if continuous else torch.int64
@@ -225,9 +253,9 @@ class Batcher:
                 raise ValueError(f"record {enc.record_ids[i]}: image {int(enc.image[i])} is "
                                  f"beyond the {len(t)} rows of features {space.name}_{split}")
             row[mine] = enc.image[mine] + offset
-            parts.append(t.to(dtype))
+            parts.append(t)
             offset += len(t)
-        return torch.cat(parts) if parts else torch.zeros((0, *shape), dtype=dtype)
+        return FeatureTable(parts or [torch.zeros((0, *shape), dtype=dtype)], shape, dtype)
 
     def __len__(self) -> int:
         return len(self.enc.ids)

@@ -22,8 +22,11 @@ import time
 
 import torch
 
-from uvlm.config import command_parser, load
+from uvlm import paths
+from uvlm.cli import command_parser
+from uvlm.config import load
 from uvlm.device import require_cuda
+from uvlm.encoders.space import Space
 from uvlm.grid import parse_run
 from uvlm.model import synthetic
 from uvlm.model.batching import Template
@@ -36,7 +39,7 @@ from uvlm.model.flops import (
     peak_tflops,
 )
 from uvlm.model.generate import generate_images, reference_images
-from uvlm.model.unified import ModelContext, Space, build_model
+from uvlm.model.unified import ModelContext, build_model
 from uvlm.precision import cpu_model
 from uvlm.utils import write_json
 
@@ -145,6 +148,6 @@ def main(argv: list[str]) -> None:
           f"{mfu}{memory}; {GENERATE_FORMULA}, N = {frozen + trainable:,}; peak "
           f"{peak if peak else 'unknown'} TFLOP/s ({name})")
     print(f"identical tokens: {same} ({agree:.1%} of the reference loop's)")
-    write_json(cfg.root / "bench" / f"generate{'_cuda' if cuda else ''}.json", result)
+    write_json(paths.bench_dir(cfg) / f"generate{'_cuda' if cuda else ''}.json", result)
     if not same and not cuda:
         raise SystemExit("bench-generate: cached and reference tokens differ")

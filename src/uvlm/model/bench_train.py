@@ -26,7 +26,9 @@ import resource
 import shutil
 import time
 
-from uvlm.config import ConfigError, command_parser, load, parse_command
+from uvlm import paths
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import ConfigError, load
 from uvlm.grid import parse_run
 from uvlm.utils import write_json
 
@@ -48,7 +50,7 @@ def _one(config: str, overrides: list[str], run_name: str, images: int, threads:
     cuda = dev.type == "cuda"
     cfg, run = load(config, overrides), parse_run(run_name)
     ctx, records, features = synthetic.inputs(cfg, run, images, cfg.seed)
-    out = cfg.root / "bench" / "train" / f"{device}-{cfg.train.precision}"
+    out = paths.bench_dir(cfg) / "train" / f"{device}-{cfg.train.precision}"
     shutil.rmtree(out, ignore_errors=True)
     # uvlm.train.train's steps, with the paper-shape LLM on a GPU, made there
     records = mode_records(records, run, f"run {run.name}")
@@ -152,11 +154,11 @@ def main(argv: list[str]) -> None:
                "device": args.device, "name": name, "peak_tflops": peak,
                "flop_formula": TRAIN_FORMULA, **results}
     if args.device == "cuda":
-        write_json(cfg.root / "bench" / "train_cuda.json", summary)
+        write_json(paths.bench_dir(cfg) / "train_cuda.json", summary)
         return
     auto, why = resolve("auto", torch.device("cpu"))
     ratio = results["bf16"]["tokens_per_s"] / results["fp32"]["tokens_per_s"]
     print(f"bf16 / fp32 = {ratio:.2f}x; CPU: {cpu_model()} ({cpu_bf16()[1]}); "
           f"auto picks {auto} ({why})")
-    write_json(cfg.root / "bench" / "train.json",
+    write_json(paths.bench_dir(cfg) / "train.json",
                summary | {"cpu": cpu_model(), "auto": auto, "auto_reason": why})

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import torch
 
+from uvlm import paths
 from uvlm.config import Config, ConfigError
 from uvlm.grid import Run
 from uvlm.model.batching import GEN_TASKS, MODE_TASKS
-from uvlm.model.unified import ModelContext, Space
+from uvlm.model.unified import ModelContext
 
 
 def load_context(cfg: Config, run: Run) -> ModelContext:
     from uvlm import encoders
 
-    und, gen = (Space(i.name, i.kind, i.num_tokens, i.feature_dim, i.codebook_size)
-                for i in (encoders.space_info(cfg, run.und_space),
-                          encoders.space_info(cfg, run.gen_space)))
+    und, gen = encoders.space_info(cfg, run.und_space), encoders.space_info(cfg, run.gen_space)
     codebook = encoders.load_codebook(cfg) if "vq" in (und.kind, gen.kind) else None
     affine = encoders.load_affine(cfg, run.und_space, run.affine) if run.affine else None
     return ModelContext(encoders.load_tokenizer(cfg), und, gen, codebook, affine)
@@ -28,9 +27,7 @@ def load_context(cfg: Config, run: Run) -> ModelContext:
 
 def train_file(cfg: Config, run: Run):
     """``R/data/train.json``, or the run's variant file."""
-    data = cfg.root / "data"
-    return data / "train.json" if run.variant == "train" else data / "variants" / \
-        f"{run.variant}.json"
+    return paths.train_data_file(cfg, run.variant)
 
 
 def mode_records(records: list[dict], run: Run, source: str) -> list[dict]:
@@ -42,7 +39,8 @@ def mode_records(records: list[dict], run: Run, source: str) -> list[dict]:
 
 
 def load_train_inputs(cfg: Config, run: Run):
-    """(context, records, features[space][split]) for one run."""
+    """(context, records, features[space][split]) for one run; the features are
+    ``FeatureFile``s, read a batch at a time by the ``Batcher``."""
     from uvlm import encoders
     from uvlm.data.records import load_records
 
@@ -53,6 +51,7 @@ def load_train_inputs(cfg: Config, run: Run):
     for space, tasks in ((ctx.und, False), (ctx.gen, True)):
         splits = sorted({r["split"] for r in records if (r["task"] in GEN_TASKS) == tasks})
         for split in splits:
-            features.setdefault(space.name, {})[split] = encoders.load_features(
+            # read lazily: each batch reads its rows (docs/design.md §5)
+            features.setdefault(space.name, {})[split] = encoders.open_features(
                 cfg, space.name, split)
     return ctx, records, features

@@ -9,16 +9,15 @@ config gives the encoders.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from uvlm.config import Config
+from uvlm.encoders.space import Space
 from uvlm.grid import Run
-from uvlm.model.unified import ModelContext, Space
+from uvlm.model.unified import ModelContext
 from uvlm.utils import rng, stream_seed
 
 WEATHERS = ("sunny", "cloudy", "raining")
@@ -90,7 +89,7 @@ def spaces(cfg: Config) -> dict[str, Space]:
     """Every space at the config's encoder sizes (``uvlm.encoders.space_info``, no weights)."""
     from uvlm.encoders import SPACES, space_info
 
-    return {n: Space(**dataclasses.asdict(space_info(cfg, n))) for n in SPACES}
+    return {n: space_info(cfg, n) for n in SPACES}
 
 
 def features(space: Space, n_images: int, seed: int = 0, split: str = "train") -> torch.Tensor:

@@ -18,7 +18,7 @@ head kind: ``continuous`` regresses features (1 - cosine), ``vq`` classifies cod
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Protocol, get_args
 
 import torch
 import torch.nn as nn
@@ -26,21 +26,24 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedModel, Qwen2Config
 
 from uvlm.config import Arch, Config, ConfigError
-from uvlm.grid import Run
+from uvlm.encoders.space import Space
 from uvlm.precision import resolve
 
-HeadKind = Literal["continuous", "vq"]
 
+class RunSpec(Protocol):
+    """What the model reads of a training run (``uvlm.grid.Run`` is one; the model does not
+    depend on the experiment grid)."""
 
-@dataclass(frozen=True)
-class Space:
-    """A vision space as the model sees it (the fields of ``uvlm.encoders.SpaceInfo``)."""
-
-    name: str
-    kind: HeadKind
-    num_tokens: int  # T: image slots in the sequence
-    feature_dim: int  # D of a continuous space; the codebook dim d of a vq space
-    codebook_size: int | None = None  # K of a vq space
+    @property
+    def name(self) -> str: ...
+    @property
+    def arch(self) -> str: ...
+    @property
+    def und_space(self) -> str: ...
+    @property
+    def gen_space(self) -> str: ...
+    @property
+    def detach(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -258,13 +261,13 @@ def apply_lora(lm: PreTrainedModel, cfg: Config) -> nn.Module:
     return peft.get_peft_model(lm, conf)
 
 
-def check_arch(run: Run) -> None:
+def check_arch(run: RunSpec) -> None:
     if run.arch not in get_args(Arch):
         raise ConfigError(f"run {run.name}: unknown architecture {run.arch!r}; allowed: "
                           + ", ".join(get_args(Arch)))
 
 
-def build_model(cfg: Config, run: Run, ctx: ModelContext,
+def build_model(cfg: Config, run: RunSpec, ctx: ModelContext,
                 lm: PreTrainedModel | None = None) -> UnifiedVLM:
     """The model of one run: LLM (+ LoRA), adapters and head, random init where not loaded.
 

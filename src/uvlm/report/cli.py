@@ -10,7 +10,8 @@ import argparse
 import json
 import sys
 
-from uvlm.config import ConfigError, command_parser, load
+from uvlm.cli import command_parser
+from uvlm.config import ConfigError, load
 from uvlm.report.registry import TARGETS, build, targets
 
 

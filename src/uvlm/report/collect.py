@@ -1,8 +1,8 @@
 """Every result file the paper stage reads: where it lives and how it is read.
 
-This is the one module that knows the layout under ``results/<cfg>/``; the targets registry
-declares its Snakemake inputs with the same path functions the readers use, so a table can
-never read a file its rule did not declare.
+Where each file lives comes from ``uvlm.paths`` (the results layout); the targets registry
+declares its Snakemake inputs from the same ``Reads`` the readers use, so a table can never
+read a file its rule did not declare.
 
 Evaluation results become one tidy frame, a row per (run, seed, checkpoint, section, metric):
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from uvlm import UvlmError
+from uvlm import UvlmError, paths
 from uvlm.config import Config
 from uvlm.grid import Run, run_seeds
 from uvlm.utils import stream_seed
@@ -43,63 +43,6 @@ if TYPE_CHECKING:
     from uvlm.eval.bootstrap import Ratios
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
-
-# --------------------------------------------------------------------------- layout
-
-
-def checkpoints(cfg: Config) -> list[int]:
-    return list(range(1, cfg.train.checkpoints + 1))
-
-
-def eval_metrics_path(cfg: Config, run: Run, seed: int, ckpt: int) -> Path:
-    return cfg.root / "eval" / run.name / f"seed{seed}" / f"ckpt{ckpt:02d}" / "metrics.json"
-
-
-def eval_items_path(cfg: Config, run: Run, seed: int, ckpt: int) -> Path:
-    return eval_metrics_path(cfg, run, seed, ckpt).with_name("items.json")
-
-
-def probe_path(cfg: Config, run: Run, seed: int) -> Path:
-    return cfg.root / "analysis" / "adapters" / run.name / f"seed{seed}" / "probe.json"
-
-
-def space_probe_path(cfg: Config) -> Path:
-    """``python -m uvlm probe-spaces``: what each frozen vision space keeps."""
-    return cfg.root / "analysis" / "spaces" / "probe.json"
-
-
-def train_log_path(cfg: Config, run: Run, seed: int) -> Path:
-    return cfg.root / "runs" / run.name / f"seed{seed}" / "metrics.jsonl"
-
-
-def llava_results_path(cfg: Config, run: Run) -> Path:
-    """lmms-eval's ``*_results.json`` for one LLaVA-scale run, copied to a fixed name."""
-    return cfg.root / "eval" / "llava" / run.name / "results.json"
-
-
-def judge_accuracy_path(cfg: Config, judge: str) -> Path:
-    return cfg.root / "eval" / "judge" / judge / "accuracy.json"
-
-
-def paper_dir(cfg: Config) -> Path:
-    return cfg.root / "paper"
-
-
-def table_paths(cfg: Config, stem: str) -> list[Path]:
-    """A table's CSV, Markdown and LaTeX files, in that order."""
-    base = paper_dir(cfg) / "tables" / stem
-    return [base.with_suffix(".csv"), base.with_suffix(".md"), base.with_suffix(".tex")]
-
-
-def figure_paths(cfg: Config, name: str) -> list[Path]:
-    """A figure's PNG and PDF files, in that order."""
-    base = paper_dir(cfg) / "figures" / name
-    return [base.with_suffix(".png"), base.with_suffix(".pdf")]
-
-
-def findings_path(cfg: Config) -> Path:
-    return paper_dir(cfg) / "findings.md"
-
 
 # --------------------------------------------------------------------------- metrics.json
 
@@ -238,7 +181,7 @@ def collect_probes(cfg: Config, runs: list[Run]) -> tuple[pd.DataFrame, dict]:
     k = cfg.train.checkpoints  # the analysis reads the final checkpoint
     for run in runs:
         for seed in run_seeds(cfg, run):
-            p = read_probe(probe_path(cfg, run, seed))
+            p = read_probe(paths.adapter_probe(cfg, run, seed))
             probes[run.name, seed] = p
             rows.append(run_fields(run) | {
                 "seed": seed, "ckpt": k, "frac": 1.0, "section": "adapters",
@@ -274,7 +217,7 @@ def collect_steps(cfg: Config, runs: list[Run]) -> pd.DataFrame:
     """Optimizer steps per run and seed (the equal-compute check)."""
     import pandas as pd
 
-    rows = [{"run": r.name, "seed": s, "steps": read_final_step(train_log_path(cfg, r, s))}
+    rows = [{"run": r.name, "seed": s, "steps": read_final_step(paths.train_log(cfg, r, s))}
             for r in runs for s in run_seeds(cfg, r)]
     return pd.DataFrame(rows, columns=["run", "seed", "steps"])
 
@@ -341,7 +284,7 @@ def collect_llava(cfg: Config, runs: list[Run]) -> pd.DataFrame:
 
     rows = [{"run": r.name, "benchmark": key, "value": v, "lo": lo, "hi": hi}
             for r in runs
-            for key, (v, lo, hi) in read_lmms_eval(llava_results_path(cfg, r)).items()]
+            for key, (v, lo, hi) in read_lmms_eval(paths.llava_results(cfg, r)).items()]
     return pd.DataFrame(rows, columns=["run", "benchmark", "value", "lo", "hi"])
 
 
@@ -366,12 +309,13 @@ class Reads:
 
     def paths(self, cfg: Config) -> list[Path]:
         return ([p for r, k in self.evals for s in run_seeds(cfg, r)
-                 for p in (eval_metrics_path(cfg, r, s, k), eval_items_path(cfg, r, s, k))]
-                + [probe_path(cfg, r, s) for r in self.probe_runs for s in run_seeds(cfg, r)]
-                + [train_log_path(cfg, r, s) for r in self.log_runs for s in run_seeds(cfg, r)]
-                + [llava_results_path(cfg, r) for r in self.llava_runs]
-                + ([space_probe_path(cfg)] if self.space_probe else [])
-                + [judge_accuracy_path(cfg, j) for j in self.judges]
+                 for p in (paths.eval_metrics(cfg, r, s, k), paths.eval_items(cfg, r, s, k))]
+                + [paths.adapter_probe(cfg, r, s)
+                   for r in self.probe_runs for s in run_seeds(cfg, r)]
+                + [paths.train_log(cfg, r, s) for r in self.log_runs for s in run_seeds(cfg, r)]
+                + [paths.llava_results(cfg, r) for r in self.llava_runs]
+                + ([paths.space_probe(cfg)] if self.space_probe else [])
+                + [paths.judge_accuracy(cfg, j) for j in self.judges]
                 + list(self.files))
 
 
@@ -445,9 +389,9 @@ def collect(cfg: Config, evals) -> pd.DataFrame:
     for run, k in evals:
         for seed in run_seeds(cfg, run):
             base = run_fields(run) | {"seed": seed, "ckpt": k, "frac": k / cfg.train.checkpoints}
-            reps = read_items(eval_items_path(cfg, run, seed, k), cfg.seed, cfg.eval.bootstrap)
+            reps = read_items(paths.eval_items(cfg, run, seed, k), cfg.seed, cfg.eval.bootstrap)
             rows += [base | r | {"reps": reps.get((r["section"], r["metric"]))}
-                     for r in read_metrics(eval_metrics_path(cfg, run, seed, k))]
+                     for r in read_metrics(paths.eval_metrics(cfg, run, seed, k))]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -460,5 +404,5 @@ def load(cfg: Config, reads: Reads) -> Results:
     tidy = pd.concat(frames, ignore_index=True) if frames else evals
     return Results(tidy, probes, collect_steps(cfg, list(reads.log_runs)),
                    collect_llava(cfg, list(reads.llava_runs)),
-                   _read_json(space_probe_path(cfg)) if reads.space_probe else {},
-                   {j: _read_json(judge_accuracy_path(cfg, j)) for j in reads.judges})
+                   _read_json(paths.space_probe(cfg)) if reads.space_probe else {},
+                   {j: _read_json(paths.judge_accuracy(cfg, j)) for j in reads.judges})

@@ -18,8 +18,9 @@ import pandas as pd  # noqa: E402
 
 from uvlm.config import Config  # noqa: E402
 from uvlm.grid import experiment_runs, experiment_seeds  # noqa: E402
+from uvlm.paths import figure_files  # noqa: E402
 from uvlm.report import spec, stats, tables  # noqa: E402
-from uvlm.report.collect import Results, figure_paths  # noqa: E402
+from uvlm.report.collect import Results  # noqa: E402
 from uvlm.report.spec import load_style  # noqa: E402
 from uvlm.utils import atomic_path  # noqa: E402
 
@@ -265,4 +266,4 @@ def draw(name: str, cfg: Config, res: Results, ref: dict) -> None:
     """Draw figure ``name`` under its style and write its PNG and PDF."""
     style = load_style(name)
     with plt.rc_context(style["rc"]):
-        FIGURES[name](cfg, res, ref, style, figure_paths(cfg, name))
+        FIGURES[name](cfg, res, ref, style, figure_files(cfg, name))

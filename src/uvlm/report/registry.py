@@ -16,18 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from uvlm import paths
 from uvlm.config import Config, ConfigError
 from uvlm.grid import JUDGE_OF_SPACE, experiment_runs
-from uvlm.report.collect import (
-    Reads,
-    Results,
-    checkpoints,
-    eval_reads,
-    figure_paths,
-    findings_path,
-    load,
-    table_paths,
-)
+from uvlm.report.collect import Reads, Results, eval_reads, load
 from uvlm.report.reference import REFERENCE_PATH, load_reference
 from uvlm.report.spec import style_files
 from uvlm.utils import atomic_write
@@ -70,12 +62,12 @@ def _runs(cfg: Config, experiment: str, modes: tuple[str, ...]):
 def _table(stem: str) -> tuple[Callable, Callable]:
     """Outputs and builder of the table that ``uvlm.report.tables.TABLES[stem]`` makes."""
     def outputs(cfg: Config) -> list[Path]:
-        return table_paths(cfg, stem)
+        return paths.table_files(cfg, stem)
 
     def build(cfg: Config, res: Results, ref: dict | None) -> None:
         from uvlm.report import tables
 
-        tables.write_table(tables.TABLES[stem](cfg, res, ref), table_paths(cfg, stem))
+        tables.write_table(tables.TABLES[stem](cfg, res, ref), paths.table_files(cfg, stem))
 
     return outputs, build
 
@@ -128,7 +120,7 @@ def _figure_target(name: str, experiment: str, reads_of: Callable[[Config], Read
             base, files=tuple([*files, *((_rel(REFERENCE_PATH),) if ref else ())]))
 
     def outputs(cfg: Config) -> list[Path]:
-        return figure_paths(cfg, name)
+        return paths.figure_files(cfg, name)
 
     def build(cfg: Config, res: Results, reference: dict | None) -> None:
         from uvlm.report import figures
@@ -139,7 +131,7 @@ def _figure_target(name: str, experiment: str, reads_of: Callable[[Config], Read
 
 
 def _mutual_curves(cfg: Config) -> Reads:
-    return Reads(evals=eval_reads((experiment_runs(cfg, "mutual"), checkpoints(cfg))))
+    return Reads(evals=eval_reads((experiment_runs(cfg, "mutual"), paths.checkpoint_numbers(cfg))))
 
 
 # --------------------------------------------------------------------------- findings
@@ -148,7 +140,7 @@ def _findings_reads(cfg: Config) -> Reads:
     exps = set(cfg.grid.experiments)
     groups = []
     if "mutual" in exps:
-        groups.append((experiment_runs(cfg, "mutual"), checkpoints(cfg)))
+        groups.append((experiment_runs(cfg, "mutual"), paths.checkpoint_numbers(cfg)))
     for exp in ("imbalance", "alignment", "transfer"):
         if exp in exps:
             groups.append((experiment_runs(cfg, exp), _final(cfg)))
@@ -164,13 +156,13 @@ def _findings_reads(cfg: Config) -> Reads:
 
 
 def _findings_outputs(cfg: Config) -> list[Path]:
-    return [findings_path(cfg)]
+    return [paths.findings_file(cfg)]
 
 
 def _findings_build(cfg: Config, res: Results, ref: dict | None) -> None:
     from uvlm.report import findings
 
-    with atomic_write(findings_path(cfg)) as fh:
+    with atomic_write(paths.findings_file(cfg)) as fh:
         fh.write(findings.findings(cfg, res, ref))
 
 

@@ -25,8 +25,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from uvlm import encoders, provenance
-from uvlm.config import Config, command_parser, parse_command
+from uvlm import encoders, paths, provenance
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import Config
 from uvlm.device import job_gpu
 from uvlm.grid import JUDGE_OF_SPACE, Run, parse_run
 from uvlm.model.batching import MODE_TASKS, Template
@@ -37,17 +38,16 @@ from uvlm.progress import progress_bar
 from uvlm.utils import atomic_path, save_tensors, stream_seed
 
 
-def checkpoints(cfg: Config, run: Run, seed: int, which: str = "all") -> list[Path]:
+def checkpoint_dirs(cfg: Config, run: Run, seed: int, which: str = "all") -> list[Path]:
     """The checkpoint directories to evaluate: ``all``, or only the ``final`` one (for runs
     that no table or figure reads earlier: ``uvlm.report.read_checkpoints``)."""
-    base = cfg.root / "runs" / run.name / f"seed{seed}"
     first = cfg.train.checkpoints if which == "final" else 1
-    paths = [base / f"ckpt{k:02d}" for k in range(first, cfg.train.checkpoints + 1)]
-    missing = [p / "model.safetensors" for p in paths if not (p / "model.safetensors").is_file()]
+    ks = range(first, cfg.train.checkpoints + 1)
+    missing = [w for k in ks if not (w := paths.ckpt_weights(cfg, run, seed, k)).is_file()]
     if missing:
         raise FileNotFoundError(f"{missing[0]}: checkpoint not found ({len(missing)} of "
-                                f"{len(paths)} missing); train the run first")
-    return paths
+                                f"{len(ks)} missing); train the run first")
+    return [paths.ckpt_dir(cfg, run, seed, k) for k in ks]
 
 
 def _batches(items: list, size: int):
@@ -109,15 +109,14 @@ def evaluate_run(cfg: Config, run: Run, seed: int, which: str = "all",
     from uvlm.eval.answers import answer_rows, gt_attributes, write_answers
     from uvlm.eval.fid import make_extractor
     from uvlm.eval.judge import load_judge
-    from uvlm.eval.score import ITEMS, score_answers, write_items, write_metrics
+    from uvlm.eval.score import score_answers, write_items, write_metrics
 
-    ckpts = checkpoints(cfg, run, seed, which)  # fail before loading anything else
-    data = cfg.root / "data"
+    ckpts = checkpoint_dirs(cfg, run, seed, which)  # fail before loading anything else
     tasks = MODE_TASKS[run.mode]
-    records = [r for r in load_records(data / "test.json") if r["task"] in tasks]
+    records = [r for r in load_records(paths.data_file(cfg, "test")) if r["task"] in tasks]
     # element i of the attributes table is image id i
     gt = dict(enumerate(gt_attributes(vars(w))
-                        for w in load_attributes(data / "attributes" / "test.csv")))
+                        for w in load_attributes(paths.attributes_file(cfg, "test"))))
     und_records = [r for r in records if r["task"] != "generation"]
     gen_records = [r for r in records if r["task"] == "generation"]
 
@@ -140,7 +139,7 @@ def evaluate_run(cfg: Config, run: Run, seed: int, which: str = "all",
         model = model.to(device or torch.device("cpu"))
         template = Template(ctx.tokenizer, cfg.model.system_prompt, ctx.und.num_tokens,
                             ctx.gen.num_tokens, cfg.model.llm.max_length)
-        out_dir = cfg.root / "eval" / run.name / f"seed{seed}" / ckpt.name
+        out_dir = paths.eval_dir(cfg, run, seed, ckpt.name)
         und = (answer_understanding(model, template, ctx.tokenizer, und_records,
                                     und_features, cfg) if und_records else {})
         gen_outputs = None
@@ -167,9 +166,9 @@ def evaluate_run(cfg: Config, run: Run, seed: int, which: str = "all",
             # answers that never emitted the "<image>" marker still get a (blank-code) image
             # scored as generated; this says how often that happened
             metrics["generation"]["drew_rate"] = float(drew.float().mean())
-        write_answers(out_dir / "answers.jsonl", rows)
-        write_items(out_dir / ITEMS, items)
-        write_metrics(out_dir / "metrics.json", metrics)
+        write_answers(paths.eval_answers(cfg, run, seed, ckpt.name), rows)
+        write_items(paths.eval_items(cfg, run, seed, ckpt.name), items)
+        write_metrics(paths.eval_metrics(cfg, run, seed, ckpt.name), metrics)
 
 
 def main(argv: list[str]) -> None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from uvlm import provenance
-from uvlm.config import Config, command_parser, parse_command
+from uvlm import paths, provenance
+from uvlm.cli import command_parser, parse_command
+from uvlm.config import Config
 from uvlm.grid import Run, parse_run
 from uvlm.utils import stream_seed, write_json
 
@@ -24,14 +25,13 @@ def adapter_features(cfg: Config, run: Run, seed: int) -> tuple[np.ndarray, np.n
     from uvlm.data.tasks import WEATHERS
     from uvlm.model.checkpoint import load_trained
 
-    ckpt = cfg.root / "runs" / run.name / f"seed{seed}" / f"ckpt{cfg.train.checkpoints:02d}"
-    model, _, _, _ = load_trained(ckpt)
-    watches = load_attributes(cfg.root / "data" / "attributes" / "train.csv")
+    model, _, _, _ = load_trained(paths.ckpt_dir(cfg, run, seed, cfg.train.checkpoints))
+    attributes = paths.attributes_file(cfg, "train")
+    watches = load_attributes(attributes)
     ids = [i for i, w in enumerate(watches) if w.weather_pos == "top-left"]
     if not ids:
-        raise ValueError(f"{cfg.root}/data/attributes/train.csv: no image with the weather "
-                         "icon top-left")
-    inputs = encoders.load_features(cfg, run.und_space, "train")[torch.tensor(ids)]
+        raise ValueError(f"{attributes}: no image with the weather icon top-left")
+    inputs = encoders.open_features(cfg, run.und_space, "train")[torch.tensor(ids)]
     with torch.no_grad():
         feats = torch.cat([model.embed_und(inputs[i:i + 256])[:, 0].float()
                            for i in range(0, len(ids), 256)])
@@ -51,7 +51,7 @@ def main(argv: list[str]) -> None:
     s = stream_seed(cfg.seed, "analysis", run.name, args.seed) % 2**31
     probe = linear_probe(feats, labels, seed=s)
     tsne = tsne_embedding(feats, seed=s, perplexity=min(30.0, (len(labels) - 1) / 3))
-    out = cfg.root / "analysis" / "adapters" / run.name / f"seed{args.seed}" / "probe.json"
-    write_json(out, {"probe_accuracy": probe["test_accuracy"], **probe,
-                     "tsne": np.round(tsne, 4).tolist(), "labels": labels.tolist()})
+    write_json(paths.adapter_probe(cfg, run, args.seed),
+               {"probe_accuracy": probe["test_accuracy"], **probe,
+                "tsne": np.round(tsne, 4).tolist(), "labels": labels.tolist()})
     provenance.write(cfg, "analyze-adapters", run=run.name, seed=args.seed)
