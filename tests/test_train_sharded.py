@@ -18,6 +18,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+import test_train
 from uvlm.config import ConfigError
 from uvlm.shard import Sharding, requested
 
@@ -26,24 +27,12 @@ RUN = "siglip-vq_mixed"
 
 
 def raw_cfg() -> dict:
-    # 16 images, 48 records: 72 steps of 4 = 2 processes x 2 micro-batches of 1
-    return {
-        "name": "t",
-        "encoders": {
-            "siglip": {"source": "train", "image_size": 32, "patch_size": 16, "hidden_size": 16,
-                       "heads": 2},
-            "vq": {"source": "train", "image_size": 16, "ch_mult": [1, 1, 2, 2],
-                   "codebook_size": 32, "codebook_dim": 4},
-            "tokenizer": {"source": "train", "vocab_size": 300}},
-        "model": {"llm": {"source": "config", "arch": "llama", "hidden_size": 32, "layers": 2,
-                          "heads": 2, "kv_heads": 2, "intermediate_size": 64,
-                          "max_length": 256},
-                  "lora": {"enabled": False}, "system_prompt": ""},
-        "train": {"epochs": 6.0, "batch_size": 4, "micro_batch_size": 1, "lr": 3e-3,
-                  "adapter_lr": 3e-3, "checkpoints": 8, "precision": "fp32",
-                  "grad_checkpointing": False, "log_every": 1, "grad_clip": 1.0,
-                  "accelerate_config": "workflow/accelerate/cpu.yaml"},
-    }
+    """test_train's tiny config with 2 layers (a shard each); 16 images, 48 records: 72
+    steps of 4 = 2 processes x 2 micro-batches of 1."""
+    raw = test_train.raw_cfg(epochs=6.0, batch_size=4, micro_batch_size=1, checkpoints=8,
+                             grad_clip=1.0)
+    raw["model"]["llm"]["layers"] = 2
+    return raw
 
 
 def test_the_launch_environment_decides_the_sharding(monkeypatch):
