@@ -323,6 +323,10 @@ def test_tables_carry_the_known_numbers(tree):
 
     imb = read_csv(cfg, "imbalance")
     assert set(imb["extra"]) == {"none", "generation", "understanding"}
+    # a column's header carries only its own rows' annotation: the judge's is not a VQA one
+    header = (cfg.root / "paper/tables/imbalance.md").read_text().splitlines()[2]
+    assert "| VQA total (full) | VQA total (official) | judge acc. (judge_space=pixels) |" \
+        in header
     probes = read_csv(cfg, "adapters")
     assert probes[(probes["series"] == "mixed - und")]["mean"].iloc[0] == pytest.approx(0.0)
     ref = read_csv(cfg, "reference")

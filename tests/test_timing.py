@@ -25,7 +25,7 @@ def test_stages_sum_wall_and_cpu_per_stage(tmp_path):
     assert (s["train"].longest, s["train"].longest_job) == (120.0, "train/b/seed1")
     text = table(s)
     assert "| train | 2 | 3.0 | 2.0 | 2.0 (`train/b/seed1`) |" in text
-    assert "| all | 3 | 3.1 | 2.1 | |" in text
+    assert "| all | 3 | 3.1 | 2.1 | – |" in text
 
 
 def test_missing_or_bad_files_name_the_path(tmp_path, capsys):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from uvlm import UvlmError
 from uvlm.paths import BENCHMARKS
+from uvlm.utils import markdown_table
 
 
 @dataclass
@@ -65,17 +66,16 @@ def _min(seconds: float) -> str:
 
 
 def table(by_stage: dict[str, Stage]) -> str:
-    lines = ["| stage | jobs | wall, sum (min) | CPU, sum (min) | longest job (min) |",
-             "|---|---|---|---|---|"]
-    total = Stage()
+    rows, total = [], Stage()
     for name, s in by_stage.items():
-        lines.append(f"| {name} | {s.jobs} | {_min(s.wall)} | {_min(s.cpu)} | "
-                     f"{_min(s.longest)} (`{s.longest_job}`) |")
+        rows.append([name, s.jobs, _min(s.wall), _min(s.cpu),
+                     f"{_min(s.longest)} (`{s.longest_job}`)"])
         total.jobs += s.jobs
         total.wall += s.wall
         total.cpu += s.cpu
-    lines.append(f"| all | {total.jobs} | {_min(total.wall)} | {_min(total.cpu)} | |")
-    return "\n".join(lines)
+    rows.append(["all", total.jobs, _min(total.wall), _min(total.cpu), "–"])
+    return "\n".join(markdown_table(["stage", "jobs", "wall, sum (min)", "CPU, sum (min)",
+                                     "longest job (min)"], rows, keys=1))
 
 
 def main(argv: list[str]) -> None:

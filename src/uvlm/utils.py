@@ -1,4 +1,5 @@
-"""Small shared helpers: atomic writes, safetensors and JSON I/O, seeded random streams.
+"""Small shared helpers: atomic writes, safetensors and JSON I/O, seeded random streams,
+Markdown tables.
 
 Every writer here leaves the old file (or nothing) on any error, creates files with the mode
 a plain ``open()`` would (0666 minus the umask, so shared group folders work), and names the
@@ -195,3 +196,20 @@ def rng(seed: int, *names: str | int) -> np.random.Generator:
     import numpy as np
 
     return np.random.default_rng(stream_seed(seed, *names))
+
+
+def markdown_table(columns, rows, keys: int | None = None) -> list[str]:
+    """The lines of a Markdown table: the one writer of every table the package prints
+    (the paper tables, ``findings.md``, the timing summary).
+
+    The first ``keys`` columns are left-aligned labels and the rest right-aligned numbers;
+    ``keys=None`` leaves every column at the renderer's default. A ``|`` inside a cell is
+    escaped so it cannot split the cell.
+    """
+    def row(cells):
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    columns = list(columns)
+    n = len(columns) if keys is None else keys
+    align = ["---"] * n + ["--:"] * (len(columns) - n)
+    return [row(columns), row(align), *(row(r) for r in rows)]

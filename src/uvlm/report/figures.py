@@ -21,7 +21,7 @@ from uvlm.grid import experiment_runs, experiment_seeds  # noqa: E402
 from uvlm.paths import figure_files  # noqa: E402
 from uvlm.report import spec, stats, tables  # noqa: E402
 from uvlm.report.collect import Results  # noqa: E402
-from uvlm.report.spec import load_style  # noqa: E402
+from uvlm.report.spec import TABLES, load_style  # noqa: E402
 from uvlm.utils import atomic_path  # noqa: E402
 
 
@@ -139,7 +139,7 @@ IMBALANCE_PANELS = [  # (extra data, section, metric, title, y label)
 
 def fig_imbalance(cfg: Config, res: Results, ref: dict, style: dict,
                   paths: list[Path]) -> None:
-    summary = tables.imbalance_summary(cfg, res)
+    summary = tables.frame(TABLES["imbalance"], cfg, res)
     archs = list(cfg.grid.imbalance_architectures)
     fig, axes = _grid(style, len(archs), len(IMBALANCE_PANELS))
     look = {"color": style["color"], "linestyle": "-", "marker": style["marker"],
@@ -166,8 +166,9 @@ def fig_imbalance(cfg: Config, res: Results, ref: dict, style: dict,
 
 def fig_alignment(cfg: Config, res: Results, ref: dict, style: dict,
                   paths: list[Path]) -> None:
-    _, gain = tables.alignment_gain(cfg, res)
-    summary = stats.summarize(gain, ["arch", "affine"])
+    t = TABLES["alignment"]
+    summary = tables.frame(t, cfg, res)
+    summary = summary[summary[t.versus[0]] == t.difference]
     runs = {r.arch: r for r in experiment_runs(cfg, "alignment")}
     fig, axes = _grid(style, 1, len(runs))
     look = {"color": style["color"], "linestyle": "-", "marker": style["marker"],
@@ -188,9 +189,10 @@ def fig_alignment(cfg: Config, res: Results, ref: dict, style: dict,
 
 def fig_transfer(cfg: Config, res: Results, ref: dict, style: dict,
                  paths: list[Path]) -> None:
-    values = tables.transfer_values(cfg, res)
-    values = values[values["section"] == spec.PRIMARY_VQA]
-    summary = stats.summarize(values, ["arch", "attribute", "mode"])
+    t = TABLES["transfer"]
+    summary = tables.frame(t, cfg, res)
+    summary = summary[(summary["section"] == spec.PRIMARY_VQA)
+                      & (summary[t.versus[0]] != t.difference)]
     groups = list(dict.fromkeys(zip(summary["arch"], summary["attribute"], strict=True)))
     biased = ref["weather_biased"]
     w = style["bar_width"]
@@ -227,7 +229,7 @@ def fig_adapters(cfg: Config, res: Results, ref: dict, style: dict,
                  paths: list[Path]) -> None:
     runs = experiment_runs(cfg, "adapters")
     seed = experiment_seeds(cfg, "adapters")[0]  # the t-SNE panels show one seed
-    accuracy = stats.summarize(tables.probe_values(cfg, res), ["arch", "series"])
+    accuracy = tables.frame(TABLES["adapters"], cfg, res)
     labels = sorted({lab for p in res.probes.values() for lab in p.labels})
     colors = dict(zip(labels, style["palette"], strict=False))
     if len(colors) < len(labels):

@@ -1,8 +1,9 @@
 """``findings.md``: the paper's three findings, our numbers at this scale, computed verdicts.
 
 Every verdict comes from :func:`uvlm.report.stats.verdict` applied to an interval computed
-here; nothing in this module states an outcome. The authors' raw numbers stand beside ours
-as a reference and never enter a verdict.
+here or read from a table's long frame (``tables.frame``: the same numbers the tables
+print); nothing in this module states an outcome. The authors' raw numbers stand beside
+ours as a reference and never enter a verdict.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from uvlm.grid import equal_compute_scale, experiment_runs, experiment_seeds
 from uvlm.report import spec, stats, tables
 from uvlm.report.collect import Results
 from uvlm.report.reference import short_source
+from uvlm.report.spec import TABLES
+from uvlm.utils import markdown_table
 
 CLAIMS = {  # the v1 abstract's wording (docs/paper.md §4)
     "F1": "Mixed understanding + generation data gives mutual benefits across architectures, "
@@ -35,21 +38,24 @@ def _md(rows: list[dict]) -> str:
     if not rows:
         return "_no rows_\n"
     cols = list(rows[0])
-    return "\n".join(tables.markdown_table(cols, ([r.get(c, "") for c in cols]
-                                                  for r in rows))) + "\n"
+    return "\n".join(markdown_table(cols, ([r.get(c, "") for c in cols] for r in rows))) + "\n"
 
 
 def _judge(per_seed: pd.DataFrame, keys: list[str], expect: str, metric: str) -> pd.DataFrame:
-    """Summary over seeds of a per-seed effect, with its verdict, formatted text and minimum
-    detectable effect. An effect without an interval gets no verdict, only "inconclusive"
+    """Summary over seeds of a per-seed effect, judged (:func:`_judged`)."""
+    return _judged(stats.summarize(per_seed, keys), expect, metric)
+
+
+def _judged(s: pd.DataFrame, expect: str, metric: str) -> pd.DataFrame:
+    """A summary of an effect with its verdict, formatted text and minimum detectable
+    effect. An effect without an interval gets no verdict, only "inconclusive"
     (``stats.verdict``), and its MDE reads "–"."""
-    s = stats.summarize(per_seed, keys)
-    s["verdict"] = [stats.NO_DATA if math.isnan(m) else stats.verdict(lo, hi, expect)
-                    for m, lo, hi in zip(s["mean"], s["lo"], s["hi"], strict=True)]
-    s["mde_text"] = [spec.fmt(metric, v) for v in s["mde"]]
-    s["text"] = [spec.fmt_diff(metric, m, lo, hi)
-                 for m, lo, hi in zip(s["mean"], s["lo"], s["hi"], strict=True)]
-    return s
+    intervals = list(zip(s["mean"], s["lo"], s["hi"], strict=True))
+    return s.assign(
+        verdict=[stats.NO_DATA if math.isnan(m) else stats.verdict(lo, hi, expect)
+                 for m, lo, hi in intervals],
+        mde_text=[spec.fmt(metric, v) for v in s["mde"]],
+        text=[spec.fmt_diff(metric, m, lo, hi) for m, lo, hi in intervals])
 
 
 class Tally:
@@ -68,12 +74,9 @@ class Tally:
 
 
 def _mutual_values(cfg: Config, res: Results, section: str, metric: str) -> pd.DataFrame:
-    """Per seed: keys arch, series, frac."""
-    runs = experiment_runs(cfg, "mutual")
-    series_of = {r.name: spec.series(r) for r in runs}
-    df = res.evals[res.evals["run"].isin(series_of) & (res.evals["section"] == section)
-                   & (res.evals["metric"] == metric)]
-    return stats.per_seed(df.assign(series=df["run"].map(series_of)),
+    """Per seed: keys arch, series, frac (every checkpoint read)."""
+    df = tables.with_series(res.evals, experiment_runs(cfg, "mutual"))
+    return stats.per_seed(df[(df["section"] == section) & (df["metric"] == metric)],
                           ["arch", "series", "frac"])
 
 
@@ -230,12 +233,7 @@ def _imbalance(cfg: Config, res: Results, tally: Tally) -> list[str]:
     out = ["### Imbalance (extension): the other task's metric as one task's data grows\n"]
     if "imbalance" not in cfg.grid.experiments:
         return out + ["_The `imbalance` experiment is not in this config's grid._\n"]
-    levels = spec.imbalance_levels(cfg)
-    df = tables.final(cfg, res, "imbalance")
-    df = df[df["run"].isin(levels)]
-    cells = pd.DataFrame([(run, extra, n) for run, (_, extra, n) in levels.items()],
-                         columns=["run", "extra", "n"])
-    df = df.merge(cells, on="run")
+    df = tables.imbalance_rows(cfg, res)
     rows = []
     for extra, (section, metric, what) in {
             "generation": (spec.PRIMARY_VQA, spec.UND_TOTAL, f"VQA total ({PRIMARY})"),
@@ -243,11 +241,10 @@ def _imbalance(cfg: Config, res: Results, tally: Tally) -> list[str]:
         sel = df[(df["section"] == section) & (df["metric"] == metric)
                  & df["extra"].isin(["none", extra])]
         values = stats.per_seed(sel, ["arch", "n"])
-        base = values[values["n"] == 0].drop(columns="n")
         verdicts = []
         for n in sorted(set(values["n"]) - {0}):
-            d = stats.difference(values[values["n"] == n].drop(columns="n"), base, ["arch"])
-            j = _judge(d, ["arch"], "positive", metric)
+            j = _judge(stats.difference_of(values, "n", n, 0, ["arch"]), ["arch"], "positive",
+                       metric)
             verdicts += list(j["verdict"])
             for _, r in j.iterrows():
                 rows.append({"arch": r["arch"], "extra data": f"+{n} {extra}-only images",
@@ -272,14 +269,16 @@ def _f2(cfg: Config, res: Results, tally: Tally) -> list[str]:
         out += _f2_architectures(cfg, res, tally)
     if "alignment" not in cfg.grid.experiments:
         return out + ["_The `alignment` experiment is not in this config's grid._\n"]
-    _, gain = tables.alignment_gain(cfg, res)
+    gain = tables.alignment_gain(cfg, res)
     slope = _judge(stats.slope(gain, "affine", ["arch"]), ["arch"], "negative", "total")
     ends = []
     for _, g in gain.groupby("arch", sort=False):
         lo_s, hi_s = g["affine"].min(), g["affine"].max()
         ends.append(stats.difference_of(g, "affine", hi_s, lo_s, ["arch"]))
     ends = _judge(pd.concat(ends, ignore_index=True), ["arch"], "negative", "total")
-    per = stats.summarize(gain, ["arch", "affine"])
+    t = TABLES["alignment"]
+    per = tables.frame(t, cfg, res)
+    per = per[per[t.versus[0]] == t.difference]
     rows = []
     for arch in [a for a in cfg.grid.architectures if a in set(gain["arch"])]:
         s, e = slope[slope["arch"] == arch].iloc[0], ends[ends["arch"] == arch].iloc[0]
@@ -331,15 +330,15 @@ def _f3(cfg: Config, res: Results, ref: dict, tally: Tally) -> list[str]:
     out.append("### (a) Biased understanding data: mixed - und-only on the biased attribute "
                "(final checkpoint)\n")
     if "transfer" in cfg.grid.experiments:
-        values = tables.transfer_values(cfg, res)
+        t = TABLES["transfer"]
+        diff = tables.frame(t, cfg, res)
+        diff = diff[diff[t.versus[0]] == t.difference]
         biased = ref["weather_biased"]
         authors_diff = (biased["runs"]["mixed"]["scores"][biased["attribute"]]
                         - biased["runs"]["und"]["scores"][biased["attribute"]])
         rows = []
         for section in spec.VQA_SECTIONS:
-            v = values[values["section"] == section].drop(columns="section")
-            j = _judge(stats.difference_of(v, "mode", "mixed", "und", ["arch", "attribute"]),
-                       ["arch", "attribute"], "positive", "accuracy")
+            j = _judged(diff[diff["section"] == section], "positive", "accuracy")
             for _, r in j.iterrows():
                 match = (r["arch"], r["attribute"]) == (biased["arch"], biased["attribute"])
                 rows.append({"arch": r["arch"], "biased attribute": r["attribute"],
@@ -359,10 +358,9 @@ def _f3(cfg: Config, res: Results, ref: dict, tally: Tally) -> list[str]:
         out.append("_The `transfer` experiment is not in this config's grid._\n")
     out.append("### (b) Input-adapter features: weather probe, mixed - und-only\n")
     if "adapters" in cfg.grid.experiments:
-        values = tables.probe_values(cfg, res)
-        acc = stats.summarize(values, ["arch", "series"])
-        d = stats.summarize(stats.difference_of(values, "series", "mixed", "und", ["arch"]),
-                            ["arch"])
+        t = TABLES["adapters"]
+        acc = tables.frame(t, cfg, res)
+        d = acc[acc[t.versus[0]] == t.difference]
         probe = ref["adapter_probe"]
         rows = []
         for _, r in d.iterrows():
@@ -438,7 +436,7 @@ def _header(cfg: Config) -> list[str]:
 def _llava(cfg: Config, res: Results, ref: dict) -> list[str]:
     if "llava" not in cfg.grid.experiments:
         return []
-    t = tables.llava(cfg, res, ref)
+    t = tables.build_table(TABLES["llava"], cfg, res, ref)
     return ["## LLaVA-1.5 real-world experiment\n",
             "No verdict: one 7B run per configuration, and lmms-eval gives intervals for few "
             "benchmarks. The scaling rows add 0 (the understanding-only baseline) to "

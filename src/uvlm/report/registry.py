@@ -4,7 +4,8 @@
 Snakefile makes one rule per target from it, and ``python -m uvlm paper --target NAME``
 builds one. A target's inputs are exactly the files its builder reads (both come from the
 same :class:`~uvlm.report.collect.Reads`), plus the reference numbers it prints and, for a
-figure, its style files, so restyling one figure reruns only that figure's rule.
+figure, its style files, so restyling one figure reruns only that figure's rule. A table's
+runs and inputs come from its ``spec.TABLES`` entry, the one place they are declared.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from uvlm.config import Config, ConfigError
 from uvlm.grid import JUDGE_OF_SPACE, experiment_runs
 from uvlm.report.collect import Reads, Results, eval_reads, load
 from uvlm.report.reference import REFERENCE_PATH, load_reference
-from uvlm.report.spec import style_files
+from uvlm.report.spec import TABLES, TableSpec, style_files
 from uvlm.utils import atomic_write
 
 # The builders (pandas summaries, scipy, matplotlib) are imported when a target is built,
@@ -53,31 +54,27 @@ def _final(cfg: Config) -> list[int]:
     return [cfg.train.checkpoints]
 
 
-def _runs(cfg: Config, experiment: str, modes: tuple[str, ...]):
-    return [r for r in experiment_runs(cfg, experiment) if r.mode in modes]
-
-
 # --------------------------------------------------------------------------- tables
 
-def _table(stem: str) -> tuple[Callable, Callable]:
-    """Outputs and builder of the table that ``uvlm.report.tables.TABLES[stem]`` makes."""
+def _table_target(name: str, t: TableSpec) -> Target:
+    def reads(cfg: Config) -> Reads:
+        runs = tuple(t.runs(cfg))
+        return Reads(evals=eval_reads((list(runs), _final(cfg))) if t.reads == "evals" else (),
+                     probe_runs=runs if t.reads == "probes" else (),
+                     log_runs=runs if t.extra == "steps" else (),
+                     llava_runs=runs if t.reads == "llava" else (),
+                     space_probe=t.reads == "spaces",
+                     files=(_rel(REFERENCE_PATH),) if t.authors else ())
+
     def outputs(cfg: Config) -> list[Path]:
-        return paths.table_files(cfg, stem)
+        return paths.table_files(cfg, name)
 
     def build(cfg: Config, res: Results, ref: dict | None) -> None:
         from uvlm.report import tables
 
-        tables.write_table(tables.TABLES[stem](cfg, res, ref), paths.table_files(cfg, stem))
+        tables.write_table(tables.build_table(t, cfg, res, ref), paths.table_files(cfg, name))
 
-    return outputs, build
-
-
-def _mutual_table(modes: tuple[str, ...], logs: bool, ref: bool):
-    def reads(cfg: Config) -> Reads:
-        runs = _runs(cfg, "mutual", modes)
-        return Reads(evals=eval_reads((runs, _final(cfg))), log_runs=tuple(runs if logs else ()),
-                     files=(_rel(REFERENCE_PATH),) if ref else ())
-    return reads
+    return Target((t.experiment,) if t.experiment else (), reads, outputs, build, t.without)
 
 
 def _final_reads(experiment: str, ref: bool):
@@ -90,23 +87,6 @@ def _final_reads(experiment: str, ref: bool):
 def _adapter_reads(cfg: Config) -> Reads:
     return Reads(probe_runs=tuple(experiment_runs(cfg, "adapters")),
                  files=(_rel(REFERENCE_PATH),))
-
-
-def _llava_reads(cfg: Config) -> Reads:
-    return Reads(llava_runs=tuple(experiment_runs(cfg, "llava")), files=(_rel(REFERENCE_PATH),))
-
-
-def _spaces_reads(cfg: Config) -> Reads:
-    return Reads(space_probe=True)
-
-
-def _reference_reads(cfg: Config) -> Reads:
-    return Reads(files=(_rel(REFERENCE_PATH),))
-
-
-def _table_target(experiments, reads, stem, without=()) -> Target:
-    outputs, build = _table(stem)
-    return Target(experiments, reads, outputs, build, without)
 
 
 # --------------------------------------------------------------------------- figures
@@ -169,26 +149,7 @@ def _findings_build(cfg: Config, res: Results, ref: dict | None) -> None:
 # --------------------------------------------------------------------------- registry
 
 TARGETS: dict[str, Target] = {
-    "table_mutual_understanding": _table_target(
-        ("mutual",), _mutual_table(("mixed", "und"), logs=True, ref=True),
-        "mutual_understanding"),
-    "table_mutual_generation": _table_target(
-        ("mutual",), _mutual_table(("mixed", "gen"), logs=True, ref=False),
-        "mutual_generation"),
-    "table_mutual_caption": _table_target(
-        ("mutual",), _mutual_table(("mixed", "und"), logs=False, ref=False),
-        "mutual_caption"),
-    "table_imbalance": _table_target(
-        ("imbalance",), _final_reads("imbalance", ref=False), "imbalance"),
-    "table_alignment": _table_target(
-        ("alignment",), _final_reads("alignment", ref=False), "alignment"),
-    "table_transfer": _table_target(
-        ("transfer",), _final_reads("transfer", ref=True), "transfer"),
-    "table_adapters": _table_target(("adapters",), _adapter_reads, "adapters"),
-    "table_llava": _table_target(("llava",), _llava_reads, "llava"),
-    "table_reference": _table_target((), _reference_reads, "reference"),
-    # the llava scale encodes images on the fly: no features to probe
-    "table_spaces": _table_target((), _spaces_reads, "spaces", without=("llava",)),
+    **{f"table_{name}": _table_target(name, t) for name, t in TABLES.items()},
     "fig_mutual": _figure_target("fig_mutual", "mutual", _mutual_curves, ref=True),
     "fig_imbalance": _figure_target("fig_imbalance", "imbalance",
                                     _final_reads("imbalance", ref=False)),

@@ -1,7 +1,8 @@
 """Tables: CSV (long, full precision), Markdown and LaTeX booktabs (for reading).
 
-Each builder takes the config, what its target read (``collect.Results``) and the authors'
-numbers, and returns a :class:`Table`; :func:`write_table` writes the three files atomically.
+Every table is declared in ``spec.TABLES``; :func:`build_table` computes its long frame
+(ours from :data:`FRAMES`, the authors' from :data:`AUTHORS`), sorts it and pivots it to the
+printed form with :func:`pivot`; :func:`write_table` writes the three files atomically.
 Cells read ``mean [lo, hi]``: mean over seeds with a 95% interval (see ``stats``).
 """
 
@@ -14,14 +15,13 @@ from pathlib import Path
 import pandas as pd
 
 from uvlm.config import Config
-from uvlm.grid import experiment_runs, llava_generation, parse_run, shared_seeds
+from uvlm.grid import llava_generation, parse_run, shared_seeds
 from uvlm.report import spec, stats
-from uvlm.report.collect import BENCHMARKS, Results
+from uvlm.report.collect import Results
 from uvlm.report.reference import short_source
-from uvlm.utils import atomic_write
+from uvlm.report.spec import OURS, Column, TableSpec
+from uvlm.utils import atomic_write, markdown_table
 
-OURS = "ours"
-ACC = "accuracy"  # formats like any score in [0, 1]
 INTERVAL_NOTE = ("Cells: mean over seeds [95% interval]; t-interval over seeds with 2 or "
                  "more seeds, else the bootstrap interval over test items of the one seed.")
 
@@ -36,22 +36,6 @@ class Table:
 
 
 # --------------------------------------------------------------------------- writers
-
-def markdown_table(columns, rows, keys: int | None = None) -> list[str]:
-    """The lines of a Markdown table (every table and ``findings.md`` use this one writer).
-
-    The first ``keys`` columns are left-aligned labels and the rest right-aligned numbers;
-    ``keys=None`` leaves every column at the renderer's default. A ``|`` inside a cell is
-    escaped so it cannot split the cell.
-    """
-    def row(cells):
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-
-    columns = list(columns)
-    n = len(columns) if keys is None else keys
-    align = ["---"] * n + ["--:"] * (len(columns) - n)
-    return [row(columns), row(align), *(row(r) for r in rows)]
-
 
 def to_markdown(t: Table) -> str:
     lines = [f"**{t.title}**", "",
@@ -91,17 +75,18 @@ def write_table(t: Table, paths: list[Path]) -> None:
         fh.write(to_latex(t))
 
 
-# --------------------------------------------------------------------------- helpers
+# --------------------------------------------------------------------------- our frames
 
-def final(cfg: Config, res: Results, experiment: str | None = None) -> pd.DataFrame:
+def final(cfg: Config, df: pd.DataFrame, experiment: str | None = None) -> pd.DataFrame:
     """Final-checkpoint rows; of ``experiment``'s shared seeds when it is given."""
-    df = res.evals[res.evals["ckpt"] == cfg.train.checkpoints]
+    df = df[df["ckpt"] == cfg.train.checkpoints]
     if experiment is not None:
         df = df[df["seed"].isin(shared_seeds(cfg, experiment))]
     return df
 
 
-def _with_series(df: pd.DataFrame, runs) -> pd.DataFrame:
+def with_series(df: pd.DataFrame, runs) -> pd.DataFrame:
+    """The rows of ``runs``, with their series (``spec.series``)."""
     by_name = {r.name: spec.series(r) for r in runs}
     return df[df["run"].isin(by_name)].assign(series=lambda d: d["run"].map(by_name))
 
@@ -117,217 +102,63 @@ def _summary(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return s.merge(_notes(df, keys), on=keys, how="left").assign(source=OURS)
 
 
-def _cell(metric: str, r) -> str:
-    return spec.fmt_interval(metric, r["mean"], r["lo"], r["hi"])
+def _with_difference(t: TableSpec, values: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Summaries over seeds of per-seed ``values`` and of their ``t.versus`` difference (e.g.
+    mixed - und, paired per seed and test item), keyed ``t.difference``."""
+    col, a, b = t.versus
+    rest = [k for k in keys if k != col]
+    diff = stats.difference_of(values, col, a, b, rest)
+    return pd.concat([stats.summarize(values, keys),
+                      stats.summarize(diff, rest).assign(**{col: t.difference})],
+                     ignore_index=True)
 
 
-def _header(metric: str, long: pd.DataFrame) -> str:
-    rows = long[long["metric"] == metric]
-    notes = sorted({n for n in rows["note"].dropna() if n})
-    sections = set(rows["section"]) if "section" in rows else set()
-    label = spec.metric_label(metric, sections.pop() if len(sections) == 1 else None)
-    # one annotation for the whole column (e.g. the FID extractor) goes in its header;
-    # annotations that differ by row are in the rows' "notes" column
-    return f"{label} ({notes[0]})" if len(notes) == 1 else label
+def _mutual(t: TableSpec, cfg: Config, res: Results) -> pd.DataFrame:
+    df = final(cfg, with_series(res.evals, t.runs(cfg)))
+    return _summary(df[df["section"].isin(t.sections)], ["arch", "series", "section", "metric"])
 
 
-def _pivot(long: pd.DataFrame, rows: list[str], metrics: list[str], labels: dict,
-           extra: dict | None = None) -> pd.DataFrame:
-    """Wide display: one row per distinct ``rows`` value (in order of first appearance),
-    a column per metric, ``n`` seeds; ``extra`` maps column -> {row key: text}."""
-    out = []
-    for key, g in long.groupby(rows, sort=False):
-        key = key if isinstance(key, tuple) else (key,)
-        by_metric = {r["metric"]: r for _, r in g.iterrows()}
-        rec = {labels.get(c, c): v for c, v in zip(rows, key, strict=True)}
-        for m in metrics:
-            rec[_header(m, long)] = _cell(m, by_metric[m]) if m in by_metric else "–"
-        ns = sorted({int(n) for n in g["n_seeds"]})
-        rec["seeds"] = "/".join(map(str, ns))
-        if "note" in long and long["note"].fillna("").astype(bool).any():
-            rec["notes"] = "; ".join(sorted({n for n in g["note"].dropna() if n})) or "–"
-        for col, values in (extra or {}).items():
-            rec[col] = values.get(key, "–")
-        out.append(rec)
-    return pd.DataFrame(out)
-
-
-def _sorted(long: pd.DataFrame, order: dict[str, list], then: tuple[str, ...] = ()
-            ) -> pd.DataFrame:
-    """Rows sorted by the listed order of each key's values, then by the ``then`` columns;
-    ties keep their order."""
-    ranks = {f"_rank_{c}": long[c].map({v: i for i, v in enumerate(vals)})
-             for c, vals in order.items()}
-    return (long.assign(**ranks).sort_values([*ranks, *then], kind="stable")
-            .drop(columns=list(ranks)).reset_index(drop=True))
-
-
-def _authors_row(entry: dict, keys: dict, metric: str, value: float) -> dict:
-    return keys | {"metric": metric, "mean": float(value), "lo": math.nan, "hi": math.nan,
-                   "n_seeds": 1, "interval": "one run, none published", "note": "",
-                   "source": short_source(entry)}
-
-
-SERIES_ORDER = list(spec.SERIES_LABELS)
-LABELS = {"arch": "arch", "series": "series", "section": "protocol", "source": "source"}
-
-
-# --------------------------------------------------------------------------- mutual
-
-def _mutual(cfg: Config, res: Results, modes: tuple[str, ...], sections: tuple[str, ...],
-            first: tuple[str, ...]) -> tuple[pd.DataFrame, list[str]]:
-    runs = [r for r in experiment_runs(cfg, "mutual") if r.mode in modes]
-    df = _with_series(final(cfg, res), runs)
-    df = df[df["section"].isin(sections)]
-    long = _summary(df, ["arch", "series", "section", "metric"])
-    return long, spec.ordered(long["metric"], first)
-
-
-def _steps(cfg: Config, res: Results, runs) -> dict:
-    """(arch, series) -> optimizer steps, mean over seeds (the equal-compute check)."""
-    by_name = {r.name: (r.arch, spec.series(r)) for r in runs}
-    steps = res.steps[res.steps["run"].isin(by_name)]
-    return {by_name[run]: f"{g['steps'].mean():.0f}" for run, g in steps.groupby("run")}
-
-
-def mutual_understanding(cfg: Config, res: Results, ref: dict) -> Table:
-    runs = [r for r in experiment_runs(cfg, "mutual") if r.mode == "und" or r.mode == "mixed"]
-    long, metrics = _mutual(cfg, res, ("mixed", "und"), spec.VQA_SECTIONS, spec.VQA_METRICS)
-    curve = ref["vqvq_mixed_curve"]
-    if curve["arch"] in cfg.grid.architectures:
-        keys = {"arch": curve["arch"], "series": curve["mode"], "section": curve["protocol"]}
-        authors = [_authors_row(curve, keys, m, v[-1]) for m, v in curve["scores"].items()]
-        long = pd.concat([long, pd.DataFrame(authors)], ignore_index=True)
-    long = _sorted(long, {"arch": list(cfg.grid.architectures),
-                          "section": list(spec.VQA_SECTIONS), "series": SERIES_ORDER})
-    steps = _steps(cfg, res, runs)
-    rows = ["arch", "section", "series", "source"]
-    wide = _pivot(long, rows, metrics, LABELS, {
-        "steps": {(a, sec, s, OURS): v for (a, s), v in steps.items()
-                  for sec in spec.VQA_SECTIONS}})
-    wide["series"] = wide["series"].map(spec.SERIES_LABELS)
-    wide["protocol"] = wide["protocol"].map(spec.SECTION_LABELS)
-    return Table("Mutual benefit, understanding: VQA at the final checkpoint", long, wide, 4, [
-        "Protocols: official = the authors' scorer (first turn, first 499 records); "
-        "full = every turn of every test item.",
-        f"Authors' row: their VQ-VQ mixed run at 100% of the epoch ({curve['source']}); "
-        "Vicuna-7B scale, one run; their und-only counterpart was not published.",
-        "steps: optimizer steps of the run (equal-compute runs match the mixed run)."])
-
-
-def mutual_generation(cfg: Config, res: Results, ref: dict) -> Table:
-    runs = [r for r in experiment_runs(cfg, "mutual") if r.mode in ("mixed", "gen")]
-    long, metrics = _mutual(cfg, res, ("mixed", "gen"), (spec.GEN_SECTION,), spec.GEN_ORDER)
-    long = _sorted(long, {"arch": list(cfg.grid.architectures), "series": SERIES_ORDER})
-    steps = _steps(cfg, res, runs)
-    wide = _pivot(long, ["arch", "series"], metrics, LABELS, {"steps": steps})
-    wide["series"] = wide["series"].map(spec.SERIES_LABELS)
-    return Table("Mutual benefit, generation at the final checkpoint", long, wide, 2, [
-        "judge acc.: a classifier trained on ground truth reads each generated image "
-        "(pixels for VQ heads, features for continuous heads) and is scored against the "
-        "attributes the prompt asked for. FID only for VQ heads (pixel decoder); its "
-        "feature extractor is named in the header (a stand-in is not Inception).",
-        "The authors published no generation-only numbers."])
-
-
-def mutual_caption(cfg: Config, res: Results, ref: dict) -> Table:
-    long, metrics = _mutual(cfg, res, ("mixed", "und"), (spec.CAPTION_SECTION,), ())
-    long = _sorted(long, {"arch": list(cfg.grid.architectures), "series": SERIES_ORDER})
-    wide = _pivot(long, ["arch", "series"], metrics, LABELS)
-    if not wide.empty:
-        wide["series"] = wide["series"].map(spec.SERIES_LABELS)
-    return Table("Captions at the final checkpoint (trained on, never scored by the authors)",
-                 long, wide, 2, ["Attributes parsed back from generated captions."])
-
-
-# --------------------------------------------------------------------------- imbalance
-
-IMBALANCE_COLUMNS = [(spec.PRIMARY_VQA, spec.UND_TOTAL, "VQA total (full)"),
-                     ("vqa_official", spec.UND_TOTAL, "VQA total (official)"),
-                     (spec.GEN_SECTION, spec.GEN_PRIMARY, "judge acc."),
-                     (spec.GEN_SECTION, spec.FID, "FID")]
-
-
-def imbalance_summary(cfg: Config, res: Results) -> pd.DataFrame:
-    """Summaries of the imbalance runs: keys arch, extra, n, section, metric (+ note)."""
+def imbalance_rows(cfg: Config, res: Results) -> pd.DataFrame:
+    """Final rows of the imbalance runs at their shared seeds, of the sections and metrics
+    the table shows, keyed by the extra data and its size ``n`` (the base run: none, 0)."""
     levels = spec.imbalance_levels(cfg)
-    df = final(cfg, res, "imbalance")
+    df = final(cfg, res.evals, "imbalance")
     df = df[df["run"].isin(levels)]
     cells = pd.DataFrame([(run, *v) for run, v in levels.items()],
                          columns=["run", "arch", "extra", "n"])
     df = df.drop(columns="arch").merge(cells, on="run")
-    wanted = {(s, m) for s, m, _ in IMBALANCE_COLUMNS}
-    df = df[[(s, m) in wanted for s, m in zip(df["section"], df["metric"], strict=True)]]
-    return _summary(df, ["arch", "extra", "n", "section", "metric"])
+    wanted = {c.value for c in spec.TABLES["imbalance"].columns}
+    return df[[(s, m) in wanted for s, m in zip(df["section"], df["metric"], strict=True)]]
 
 
-def imbalance(cfg: Config, res: Results, ref: dict) -> Table:
-    long = _sorted(imbalance_summary(cfg, res),
-                   {"arch": list(cfg.grid.imbalance_architectures),
-                    "extra": ["none", "generation", "understanding"]}, then=("n",))
-    wide = []
-    for (arch, extra, n), g in long.groupby(["arch", "extra", "n"], sort=False):
-        cells = {(r["section"], r["metric"]): r for _, r in g.iterrows()}
-        rec = {"arch": arch, "extra data": extra, "extra images": str(n)}
-        for section, metric, label in IMBALANCE_COLUMNS:
-            notes = "; ".join(sorted(set(long.loc[long["metric"] == metric, "note"]) - {""}))
-            rec[f"{label} ({notes})" if notes else label] = (
-                _cell(metric, cells[section, metric]) if (section, metric) in cells else "–")
-        rec["seeds"] = str(int(g["n_seeds"].max()))
-        wide.append(rec)
-    return Table("Imbalance: extra one-task data on top of the mixed training set (final "
-                 "checkpoint)", long, pd.DataFrame(wide), 3, [
-                     "extra = generation: the added images carry only generation records "
-                     "(read the understanding columns); extra = understanding: only VQA and "
-                     "caption records (read the generation columns)."])
+def _imbalance(t: TableSpec, cfg: Config, res: Results) -> pd.DataFrame:
+    return _summary(imbalance_rows(cfg, res), ["arch", "extra", "n", "section", "metric"])
 
 
-# --------------------------------------------------------------------------- alignment
-
-def alignment_gain(cfg: Config, res: Results, section: str = spec.PRIMARY_VQA
-                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per seed: VQA total of mixed and und runs (keys arch, affine, mode) and the gain
-    mixed - und (keys arch, affine) at the final checkpoint."""
-    runs = experiment_runs(cfg, "alignment")
-    df = final(cfg, res, "alignment")
-    df = df[df["run"].isin({r.name for r in runs}) & (df["section"] == section)
-            & (df["metric"] == spec.UND_TOTAL)]
-    values = stats.per_seed(df, ["arch", "affine", "mode"])
-    keys = ["arch", "affine"]
-    gain = stats.difference_of(values, "mode", "mixed", "und", keys)
-    return values, gain
+def _alignment_values(cfg: Config, res: Results) -> pd.DataFrame:
+    """Per seed: VQA total (full protocol) of the mixed and und runs, keys arch, affine,
+    quantity (the mode), at the final checkpoint."""
+    df = final(cfg, res.evals, "alignment")
+    df = df[df["run"].isin({r.name for r in spec.TABLES["alignment"].runs(cfg)})
+            & (df["section"] == spec.PRIMARY_VQA) & (df["metric"] == spec.UND_TOTAL)]
+    return stats.per_seed(df.rename(columns={"mode": "quantity"}), ["arch", "affine", "quantity"])
 
 
-def alignment(cfg: Config, res: Results, ref: dict) -> Table:
-    values, gain = alignment_gain(cfg, res)
-    long = pd.concat([
-        stats.summarize(values, ["arch", "affine", "mode"]).rename(columns={"mode": "quantity"}),
-        stats.summarize(gain, ["arch", "affine"]).assign(quantity="mixed - und"),
-    ], ignore_index=True).assign(metric=f"{spec.PRIMARY_VQA}.{spec.UND_TOTAL}")
-    long = long.sort_values(["arch", "affine"], kind="stable").reset_index(drop=True)
-    wide = []
-    for (arch, affine), g in long.groupby(["arch", "affine"], sort=False):
-        q = {r["quantity"]: r for _, r in g.iterrows()}
-        wide.append({"arch": arch, "distortion": f"{affine:g}",
-                     "mixed": _cell("total", q["mixed"]) if "mixed" in q else "–",
-                     "und-only": _cell("total", q["und"]) if "und" in q else "–",
-                     "gain (mixed - und)": spec.fmt_diff(
-                         "total", *(q["mixed - und"][c] for c in ("mean", "lo", "hi")))
-                     if "mixed - und" in q else "–",
-                     "seeds": str(int(g["n_seeds"].max()))})
-    return Table("Alignment: VQA total (full protocol) under an affine distortion of the "
-                 "input space, final checkpoint", long, pd.DataFrame(wide), 2, [
-                     "distortion: VQ sigma (singular values in [1-s, 1+s]) for vq-* "
-                     "architectures; SigLIP k (0 identity, 1 rotation, >1 scale in [1/k, k]) "
-                     "for siglip-*. The authors published no VQA numbers for this experiment."])
+def alignment_gain(cfg: Config, res: Results) -> pd.DataFrame:
+    """Per seed: the gain from mixing, mixed - und (keys arch, affine)."""
+    _, a, b = spec.TABLES["alignment"].versus
+    return stats.difference_of(_alignment_values(cfg, res), "quantity", a, b, ["arch", "affine"])
 
 
-# --------------------------------------------------------------------------- transfer
+def _alignment(t: TableSpec, cfg: Config, res: Results) -> pd.DataFrame:
+    return _with_difference(t, _alignment_values(cfg, res), ["arch", "affine", "quantity"]).assign(
+        metric=f"{spec.PRIMARY_VQA}.{spec.UND_TOTAL}")
 
-def transfer_values(cfg: Config, res: Results) -> pd.DataFrame:
+
+def _transfer_values(cfg: Config, res: Results) -> pd.DataFrame:
     """Per seed: accuracy on the biased attribute (keys arch, attribute, section, mode)."""
     cells = spec.transfer_cells(cfg)
-    df = final(cfg, res, "transfer")
+    df = final(cfg, res.evals, "transfer")
     df = df[df["run"].isin(cells) & df["section"].isin(spec.VQA_SECTIONS)]
     meta = pd.DataFrame([(run, attr) for run, (_, attr, _) in cells.items()],
                         columns=["run", "attribute"])
@@ -336,89 +167,22 @@ def transfer_values(cfg: Config, res: Results) -> pd.DataFrame:
     return stats.per_seed(df, ["arch", "attribute", "section", "mode"])
 
 
-def transfer(cfg: Config, res: Results, ref: dict) -> Table:
-    values = transfer_values(cfg, res)
-    keys = ["arch", "attribute", "section"]
-    diff = stats.difference_of(values, "mode", "mixed", "und", keys)
-    long = pd.concat([stats.summarize(values, [*keys, "mode"]).assign(source=OURS),
-                      stats.summarize(diff, keys).assign(mode="mixed - und", source=OURS)],
-                     ignore_index=True).assign(origin=OURS)
-    biased = ref["weather_biased"]
-    authors = []
-    for mode, run in biased["runs"].items():
-        authors.append({"arch": biased["arch"], "attribute": biased["attribute"],
-                        "section": biased["protocol"], "mode": mode,
-                        "mean": run["scores"][biased["attribute"]], "lo": math.nan,
-                        "hi": math.nan, "n_seeds": 1, "interval": "one run, none published",
-                        "source": short_source(run), "origin": "authors"})
-    long = pd.concat([long, pd.DataFrame(authors)], ignore_index=True)
-    long = _sorted(long, {"arch": list(cfg.grid.architectures),
-                          "section": list(spec.VQA_SECTIONS)})
-    wide = []
-    for key, g in long.groupby([*keys, "origin"], sort=False):
-        q = {r["mode"]: r for _, r in g.iterrows()}
-        arch, attribute, section, origin = key
-        source = OURS if origin == OURS else "; ".join(
-            f"{r['source']} ({r['mode']})" for _, r in g.iterrows())
-        cell = {m: _cell(ACC, q[m]) if m in q else "–" for m in ("und", "mixed")}
-        if "mixed - und" in q:
-            d = q["mixed - und"]
-            delta = spec.fmt_diff(ACC, d["mean"], d["lo"], d["hi"])
-        elif "und" in q and "mixed" in q:  # the authors' numbers: a plain difference
-            delta = spec.fmt_diff(ACC, q["mixed"]["mean"] - q["und"]["mean"], math.nan,
-                                  math.nan)
-        else:
-            delta = "–"
-        wide.append({"arch": arch, "biased attribute": attribute,
-                     "protocol": spec.SECTION_LABELS[section], "source": source,
-                     "und-only": cell["und"], "mixed": cell["mixed"], "mixed - und": delta,
-                     "seeds": str(int(g["n_seeds"].max()))})
-    return Table("Transfer: accuracy on the attribute under-represented in the "
-                 "understanding data (final checkpoint)", long, pd.DataFrame(wide), 4, [
-                     "Generation data stays complete; understanding records of images "
-                     "outside the kept values are dropped (config data.bias).",
-                     f"Authors' rows: {biased['arch']} weather-biased, "
-                     f"{biased['runs']['und']['source']}; the mixed row is "
-                     f"{biased['runs']['mixed']['source']}."])
+def _transfer(t: TableSpec, cfg: Config, res: Results) -> pd.DataFrame:
+    return _with_difference(t, _transfer_values(cfg, res),
+                            ["arch", "attribute", "section", "mode"]).assign(source=OURS,
+                                                                             origin=OURS)
 
 
-# --------------------------------------------------------------------------- adapters
-
-def probe_values(cfg: Config, res: Results) -> pd.DataFrame:
-    runs = experiment_runs(cfg, "adapters")
-    df = _with_series(res.evals[res.evals["section"] == spec.PROBE_SECTION], runs)
+def _probe_values(cfg: Config, res: Results) -> pd.DataFrame:
+    """Per seed: weather-probe accuracy of the input adapter (keys arch, series)."""
+    df = with_series(res.evals[res.evals["section"] == spec.PROBE_SECTION],
+                     spec.TABLES["adapters"].runs(cfg))
     return stats.per_seed(df, ["arch", "series"])
 
 
-def adapters(cfg: Config, res: Results, ref: dict) -> Table:
-    values = probe_values(cfg, res)
-    diff = stats.difference_of(values, "series", "mixed", "und", ["arch"])
-    long = pd.concat([stats.summarize(values, ["arch", "series"]).assign(source=OURS),
-                      stats.summarize(diff, ["arch"]).assign(series="mixed - und",
-                                                             source=OURS)],
-                     ignore_index=True)
-    probe = ref["adapter_probe"]
-    if probe["arch"] in cfg.grid.adapters_architectures:
-        long = pd.concat([long, pd.DataFrame([{
-            "arch": probe["arch"], "series": probe["mode"], "mean": probe["probe_accuracy"],
-            "lo": math.nan, "hi": math.nan, "n_seeds": 1,
-            "interval": "one run, none published", "source": short_source(probe)}])],
-            ignore_index=True)
-    long = _sorted(long, {"arch": list(cfg.grid.adapters_architectures),
-                          "series": ["und", "mixed", "mixed - und"]})
-    wide = pd.DataFrame([{
-        "arch": r["arch"], "series": spec.SERIES_LABELS.get(r["series"], r["series"]),
-        "source": r["source"],
-        "weather probe acc.": (spec.fmt_diff if r["series"] == "mixed - und"
-                               else spec.fmt_interval)(ACC, r["mean"], r["lo"], r["hi"]),
-        "seeds": str(int(r["n_seeds"]))} for _, r in long.iterrows()])
-    return Table("Adapters: linear-probe accuracy of weather from the input adapter's "
-                 "features (final checkpoint)", long, wide, 3, [
-                     "The claim of finding 3: mixed training does not make the adapter's "
-                     "features more separable (transfer happens inside the LLM)."])
+def _adapters(t: TableSpec, cfg: Config, res: Results) -> pd.DataFrame:
+    return _with_difference(t, _probe_values(cfg, res), ["arch", "series"]).assign(source=OURS)
 
-
-# --------------------------------------------------------------------------- llava
 
 def llava_config(cfg: Config, name: str) -> str:
     """What a llava run trains, in the words of the authors' rows."""
@@ -428,73 +192,77 @@ def llava_config(cfg: Config, name: str) -> str:
             + (", detach_mm_projector" if run.detach else ""))
 
 
-def llava(cfg: Config, res: Results, ref: dict) -> Table:
-    ours = res.llava.assign(source=OURS, config=[llava_config(cfg, r) for r in res.llava["run"]])
-    table = ref["llava"]
-    authors = pd.DataFrame([{"run": row["run"], "config": row["config"], "benchmark": b,
-                             "value": v, "lo": math.nan, "hi": math.nan,
-                             "source": short_source(table)}
-                            for row in table["rows"] for b, v in row["scores"].items()])
-    long = pd.concat([ours, authors], ignore_index=True)
-    wide = []
-    for (run, source), g in long.groupby(["run", "source"], sort=False):
-        by = {r["benchmark"]: r for _, r in g.iterrows()}
-        rec = {"run": run, "source": source, "config": g["config"].iloc[0]}
-        for key, b in BENCHMARKS.items():
-            if key not in by:
-                rec[b.label] = "–"
-                continue
-            r, d = by[key], b.decimals
-            rec[b.label] = (f"{r['value']:.{d}f}" if math.isnan(r["lo"])
-                            else f"{r['value']:.{d}f} [{r['lo']:.{d}f}, {r['hi']:.{d}f}]")
-        wide.append(rec)
-    return Table("LLaVA-1.5-7B recipe with generation data: lmms-eval benchmarks", long,
-                 pd.DataFrame(wide), 3, [
-                     "Percent except MME (points). Intervals: value -/+ 1.96 lmms-eval "
-                     "stderr where lmms-eval reports one. '–': benchmark not run.",
-                     f"Authors' rows: {table['source']} @ {table['commit']}; "
-                     "run -> configuration inferred from step counts (docs/paper.md §5)."])
+def _llava(t: TableSpec, cfg: Config, res: Results) -> pd.DataFrame:
+    return res.llava.assign(source=OURS, config=[llava_config(cfg, r) for r in res.llava["run"]])
 
 
-# --------------------------------------------------------------------------- spaces
-
-CEILING_SHARE = 0.9  # a space "keeps" an attribute when its probe reaches 90% of the pixels'
-PROBE_COLUMNS = ("time", "weather", "position", "battery", "total")
-
-
-def spaces(cfg: Config, res: Results, ref: dict | None = None) -> Table:
-    """What each frozen vision space keeps: linear readouts of the attributes from the
-    train split's features/codes (and raw pixels, the ceiling), scored on the test split."""
+def _spaces(t: TableSpec, cfg: Config, res: Results) -> pd.DataFrame:
+    """Linear readouts of the attributes from each frozen space (and raw pixels, the
+    ceiling), with each one's share of the pixels' readout."""
     from uvlm.eval.probe import PIXELS
 
     ceiling = res.spaces[PIXELS]
-    rows, wide = [], []
+    rows = []
     for space, s in res.spaces.items():
-        rec = {"space": space, "readout": s["readout"]}
-        lost = []
-        for m in PROBE_COLUMNS:
+        for m in spec.PROBE_COLUMNS:
             lo, hi = s["ci"].get(m) or (math.nan, math.nan)
-            share = s[m] / ceiling[m] if ceiling[m] else math.nan
-            rows.append({"space": space, "metric": m, "mean": s[m], "lo": lo, "hi": hi,
-                         "n_items": s[f"count_{m}"], "share_of_pixels": share})
-            rec[m] = spec.fmt_interval(m, s[m], lo, hi)
-            if m != "total" and share < CEILING_SHARE:
-                lost.append(f"{m} ({share:.0%})")
-        rec["below 90% of pixels"] = ", ".join(lost) if space != PIXELS else "(ceiling)"
-        wide.append(rec)
-    return Table("What each frozen vision space keeps: linear readouts, VQA formulas "
-                 "(test split)", pd.DataFrame(rows), pd.DataFrame(wide), 2, [
-                     f"Readouts fitted on the {cfg.data.n_train} train images' frozen "
-                     "features (codes one-hot per position; pixels 2x2-pooled), scored on "
-                     f"the {cfg.data.n_test} test images, one item per image and attribute: "
-                     "the ceiling a model reading that space can reach with a linear reader "
-                     "(a lower bound on what the space holds).",
-                     "Interval: bootstrap over test images."])
+            rows.append({"space": space, "readout": s["readout"], "metric": m, "mean": s[m],
+                         "lo": lo, "hi": hi, "n_items": s[f"count_{m}"],
+                         "share_of_pixels": s[m] / ceiling[m] if ceiling[m] else math.nan})
+    return pd.DataFrame(rows)
 
 
-# --------------------------------------------------------------------------- reference
+#: our long frame, by the experiment a table shows (or, without one, what it reads)
+FRAMES = {"mutual": _mutual, "imbalance": _imbalance, "alignment": _alignment,
+          "transfer": _transfer, "adapters": _adapters, "llava": _llava, "spaces": _spaces}
 
-def reference(cfg: Config, res: Results, ref: dict) -> Table:
+
+def frame(t: TableSpec, cfg: Config, res: Results) -> pd.DataFrame:
+    """Our rows of a table's long frame, unsorted (``findings`` reads these too)."""
+    return FRAMES[t.experiment or t.reads](t, cfg, res)
+
+
+# --------------------------------------------------------------------------- authors' rows
+
+def _authors(entry: dict, **row) -> dict:
+    return row | {"lo": math.nan, "hi": math.nan, "n_seeds": 1,
+                  "interval": "one run, none published", "source": short_source(entry)}
+
+
+def _vqvq_mixed_curve(cfg: Config, ref: dict) -> list[dict]:
+    """The last point of the authors' mixed curve, where the grid has their architecture."""
+    curve = ref["vqvq_mixed_curve"]
+    if curve["arch"] not in cfg.grid.architectures:
+        return []
+    return [_authors(curve, arch=curve["arch"], series=curve["mode"], section=curve["protocol"],
+                     metric=m, mean=float(v[-1]), note="") for m, v in curve["scores"].items()]
+
+
+def _weather_biased(cfg: Config, ref: dict) -> list[dict]:
+    biased = ref["weather_biased"]
+    return [_authors(run, arch=biased["arch"], attribute=biased["attribute"],
+                     section=biased["protocol"], mode=mode,
+                     mean=run["scores"][biased["attribute"]]) | {"origin": "authors"}
+            for mode, run in biased["runs"].items()]
+
+
+def _adapter_probe(cfg: Config, ref: dict) -> list[dict]:
+    probe = ref["adapter_probe"]
+    if probe["arch"] not in cfg.grid.adapters_architectures:
+        return []
+    return [_authors(probe, arch=probe["arch"], series=probe["mode"],
+                     mean=probe["probe_accuracy"])]
+
+
+def _llava_rows(cfg: Config, ref: dict) -> list[dict]:
+    table = ref["llava"]
+    return [{"run": row["run"], "config": row["config"], "benchmark": b, "value": v,
+             "lo": math.nan, "hi": math.nan, "source": short_source(table)}
+            for row in table["rows"] for b, v in row["scores"].items()]
+
+
+def _every_entry(cfg: Config, ref: dict) -> list[dict]:
+    """Every number of paper_numbers.yaml, as its file gives it (the reference table)."""
     rows = []
     curve = ref["vqvq_mixed_curve"]
     for metric, values in curve["scores"].items():
@@ -518,24 +286,158 @@ def reference(cfg: Config, res: Results, ref: dict) -> Table:
             rows.append({"entry": "llava", "arch": row["run"], "mode": row["config"],
                          "protocol": "lmms-eval", "at": "final", "metric": b, "value": v,
                          "source": short_source(ref["llava"])})
-    long = pd.DataFrame(rows)
-    wide = long[[c for c in long.columns if c != "value"]].assign(
-        value=[f"{v:g}" for v in long["value"]])
-    return Table("The authors' raw numbers (reference; Vicuna-7B scale, one run each)", long,
-                 wide, 7, ["Copied from result files in the history of "
-                           "github.com/MajorDavidZhang/Generalization_unified_VLM "
-                           "(src/uvlm/report/paper_numbers.yaml cites each file)."])
+    return rows
 
 
-TABLES = {  # table file stem -> builder
-    "mutual_understanding": mutual_understanding,
-    "mutual_generation": mutual_generation,
-    "mutual_caption": mutual_caption,
-    "imbalance": imbalance,
-    "alignment": alignment,
-    "transfer": transfer,
-    "adapters": adapters,
-    "llava": llava,
-    "reference": reference,
-    "spaces": spaces,
-}
+#: the authors' rows of a table, by the paper_numbers.yaml entry its spec names
+AUTHORS = {"vqvq_mixed_curve": _vqvq_mixed_curve, "weather_biased": _weather_biased,
+           "adapter_probe": _adapter_probe, "llava": _llava_rows, "all": _every_entry}
+
+
+# --------------------------------------------------------------------------- extra columns
+
+CEILING_SHARE = 0.9  # a space "keeps" an attribute when its probe reaches 90% of the pixels'
+
+
+def _steps(t: TableSpec, cfg: Config, res: Results):
+    """Optimizer steps of our runs, mean over seeds (the equal-compute check)."""
+    by_name = {r.name: (r.arch, spec.series(r)) for r in t.runs(cfg)}
+    steps = res.steps[res.steps["run"].isin(by_name)]
+    steps = {by_name[run]: f"{g['steps'].mean():.0f}" for run, g in steps.groupby("run")}
+
+    def cell(key: dict, rows: pd.DataFrame) -> str:
+        if key.get("source", OURS) != OURS:
+            return "–"
+        return steps.get((key["arch"], key["series"]), "–")
+    return "steps", cell
+
+
+def _lost(t: TableSpec, cfg: Config, res: Results):
+    """The attributes a space keeps less of than the pixels do."""
+    from uvlm.eval.probe import PIXELS
+
+    def cell(key: dict, rows: pd.DataFrame) -> str:
+        if key["space"] == PIXELS:
+            return "(ceiling)"
+        return ", ".join(f"{m} ({share:.0%})" for m, share in
+                         zip(rows["metric"], rows["share_of_pixels"], strict=True)
+                         if m != "total" and share < CEILING_SHARE)
+    return f"below {CEILING_SHARE:.0%} of pixels", cell
+
+
+EXTRAS = {"steps": _steps, "lost": _lost}
+
+
+# --------------------------------------------------------------------------- the pivot
+
+def _sorted(long: pd.DataFrame, order: dict, then: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Rows sorted by the listed order of each key's values, then by the ``then`` columns;
+    ties keep their order."""
+    if not order and not then:
+        return long
+    ranks = {f"_rank_{c}": long[c].map({v: i for i, v in enumerate(vals)})
+             for c, vals in order.items()}
+    return (long.assign(**ranks).sort_values([*ranks, *then], kind="stable")
+            .drop(columns=list(ranks)).reset_index(drop=True))
+
+
+def _picker(column):
+    """Row -> the value of its column key(s)."""
+    if column is None:
+        return lambda r: None
+    if isinstance(column, tuple):
+        return lambda r: tuple(r[c] for c in column)
+    return lambda r: r[column]
+
+
+def _header(col: Column, rows: pd.DataFrame) -> str:
+    """The column's label, with its one annotation (e.g. the FID extractor) when all its
+    rows share it; annotations that differ by row are in the rows' "notes" column."""
+    notes = _distinct_notes(rows)
+    sections = set(rows["section"]) if "section" in rows else set()
+    label = col.label or spec.metric_label(col.value, sections.pop() if len(sections) == 1
+                                           else None)
+    return f"{label} ({notes[0]})" if len(notes) == 1 else label
+
+
+def _distinct_notes(rows: pd.DataFrame) -> list[str]:
+    return sorted({n for n in rows["note"].dropna() if n}) if "note" in rows else []
+
+
+def _show(value, how):
+    if how is None:
+        return value
+    return how.get(value, value) if isinstance(how, dict) else format(value, how)
+
+
+def _cell(t: TableSpec, col: Column, cells: dict) -> str:
+    metric = col.value[-1] if isinstance(col.value, tuple) else col.value
+    r = cells.get(col.value)
+    if r is None:
+        a, b = (cells.get(v) for v in t.versus[1:]) if t.versus else (None, None)
+        if col.value == t.difference and a is not None and b is not None:
+            # the authors' numbers: a plain difference of two single runs, no interval
+            return spec.fmt_diff(metric, a[t.value] - b[t.value], math.nan, math.nan,
+                                 col.number)
+        return "–"
+    mean, lo, hi = r[t.value], r.get("lo", math.nan), r.get("hi", math.nan)
+    if t.versus and r[t.versus[0]] == t.difference:
+        return spec.fmt_diff(metric, mean, lo, hi, col.number)
+    return spec.fmt_interval(metric, mean, lo, hi, col.number)
+
+
+def _sources(g: pd.DataFrame, pick) -> str:
+    """One source, or each row's with its column (the authors' rows cite each run)."""
+    sources = list(dict.fromkeys(g["source"]))
+    if len(sources) == 1:
+        return sources[0]
+    return "; ".join(f"{r['source']} ({pick(r)})" for _, r in g.iterrows())
+
+
+def pivot(t: TableSpec, long: pd.DataFrame, columns: list[Column], extra=None
+          ) -> pd.DataFrame:
+    """The printed form: a row per distinct value of ``t.rows`` (in order of first
+    appearance), a column per ``columns``, the seeds, the annotations that differ by row and
+    the extra column. Our rows and the authors' never share a printed row."""
+    pick = _picker(t.column)
+    picked = [pick(r) for _, r in long.iterrows()]
+    of_column = [long[[v == c.value for v in picked]] for c in columns]
+    headers = [_header(c, rows) for c, rows in zip(columns, of_column, strict=True)]
+    row_notes = any(len(_distinct_notes(rows)) > 1 for rows in of_column)
+    keys = ["_origin" if c == "source" else c for c in t.rows]
+    if "source" in t.rows:
+        long = long.assign(_origin=long["source"].where(long["source"] == OURS, "authors"))
+    labels, show = spec.ROW_LABELS | t.labels, spec.ROW_SHOW | t.show
+    out = []
+    for key, g in long.groupby(keys, sort=False):
+        key = dict(zip(t.rows, key if isinstance(key, tuple) else (key,), strict=True))
+        cells = {pick(r): r for _, r in g.iterrows()}
+        rec = {labels.get(c, c): _sources(g, pick) if c == "source" else _show(v, show.get(c))
+               for c, v in key.items()}
+        for col, header in zip(columns, headers, strict=True):
+            rec[header] = _cell(t, col, cells)
+        if "n_seeds" in g:
+            rec["seeds"] = "/".join(map(str, sorted({int(n) for n in g["n_seeds"]})))
+        if row_notes:
+            rec["notes"] = "; ".join(_distinct_notes(g)) or "–"
+        if extra:
+            name, cell = extra
+            rec[name] = cell(key, g)
+        out.append(rec)
+    return pd.DataFrame(out)
+
+
+def build_table(t: TableSpec, cfg: Config, res: Results, ref: dict | None) -> Table:
+    """Our rows and the authors' (``t.authors``), sorted and pivoted as ``t`` declares."""
+    long = frame(t, cfg, res) if (t.experiment or t.reads) in FRAMES else None
+    columns = list(t.columns or [Column(m) for m in spec.ordered(long[t.column], t.first)])
+    if t.authors and (authors := AUTHORS[t.authors](cfg, ref)):
+        long = (pd.DataFrame(authors) if long is None
+                else pd.concat([long, pd.DataFrame(authors)], ignore_index=True))
+    order = ({"arch": list(getattr(cfg.grid, t.archs))} if t.archs else {}) | {
+        k: list(v) for k, v in t.order.items()}
+    long = _sorted(long, order, t.then)
+    extra = EXTRAS[t.extra](t, cfg, res) if t.extra else None
+    wide = pivot(t, long, columns, extra)
+    return Table(t.title, long.drop(columns=list(t.not_in_csv)), wide, len(t.rows),
+                 [n.format(cfg=cfg, ref=ref) for n in t.notes])
