@@ -52,6 +52,8 @@ def test_stage_one_config_replaces_batch_lr_and_time_only():
     assert (s2.lr, s2.adapter_lr, s2.batch_size, s2.micro_batch_size) == (2e-5, 2e-5, 128, 16)
     assert s1.runtime_minutes == LLAVA.llava.pretrain.runtime_minutes
     assert (s1.epochs, s1.warmup_ratio, s1.precision) == (s2.epochs, s2.warmup_ratio, "bf16")
+    # stage 2 trains from stage 1's checkpoint: that stays float32; stage 2's is bf16
+    assert (s1.checkpoint_dtype, s2.checkpoint_dtype) == ("float32", "bfloat16")
 
 
 def test_rule_params_change_only_with_what_the_job_reads():
@@ -62,6 +64,9 @@ def test_rule_params_change_only_with_what_the_job_reads():
     more = load(ROOT / "config/llava.yaml", ["llava.sft_generation=[0,25000,50000,100000,200000]"])
     assert data_depends(more, "sft-gen-50000") == data_depends(LLAVA, "sft-gen-50000")
     assert train_depends(more, "sft", run) == train_depends(LLAVA, "sft", run)
+    fp32 = load(ROOT / "config/llava.yaml", ["train.checkpoint_dtype=float32"])
+    assert train_depends(fp32, "pretrain", run) == train_depends(LLAVA, "pretrain", run)
+    assert train_depends(fp32, "sft", run) != train_depends(LLAVA, "sft", run)
     lr = load(ROOT / "config/llava.yaml", ["llava.pretrain.lr=0.002"])
     assert train_depends(lr, "sft", run) != train_depends(LLAVA, "sft", run)  # via stage 1
     assert data_depends(lr, "pretrain") == data_depends(LLAVA, "pretrain")

@@ -91,8 +91,9 @@ def workspace(tmp_path_factory):
         "model": {"llm": {"source": "pretrained", "path": str(res / "llm"), "max_length": 96},
                   "lora": {"enabled": False}, "system_prompt": ""},
         "train": {"epochs": 1.0, "batch_size": 4, "lr": 1e-2, "adapter_lr": 1e-2,
-                  "checkpoints": 1, "precision": "fp32", "grad_checkpointing": False,
-                  "log_every": 1, "accelerate_config": "workflow/accelerate/cpu.yaml"},
+                  "checkpoints": 1, "checkpoint_dtype": "bfloat16", "precision": "fp32",
+                  "grad_checkpointing": False, "log_every": 1,
+                  "accelerate_config": "workflow/accelerate/cpu.yaml"},
         "eval": {"max_new_tokens": 6},
         "grid": {"experiments": ["llava"], "architectures": ["clip-clip", "clip-vq"]},
         "llava": {"sharegpt4v_json": str(res / "sg4v.json"), "pretrain_json": str(res / "pre.json"),
@@ -125,6 +126,8 @@ def test_both_stages(in_workspace, name):
     llava_train.main(["--config", "llavatiny.yaml", "--stage", "pretrain", "--run", name,
                       "--seed", "0", "--no-progress"])
     s1 = weights(stage_dir(cfg, "pretrain", run, 0))
+    # float32 whatever train.checkpoint_dtype says (bfloat16 here, as in llava.yaml)
+    assert {t.dtype for t in s1.values() if t.is_floating_point()} == {torch.float32}
     base = AutoModelForCausalLM.from_pretrained(cfg.model.llm.path).state_dict()
     # stage 1: the LLM is frozen, the adapters and the head learn
     for k, v in lm_state(s1).items():
@@ -142,16 +145,19 @@ def test_both_stages(in_workspace, name):
     # 3 pretrain + 2 generation records, 2 per step; the image loss is trained too
     assert logged[-1]["step"] == 3 and any(line["image_loss"] > 0 for line in logged)
 
-    # stage 2 starts from stage 1: with lr 0 it leaves every weight as stage 1 left it
+    # stage 2 starts from stage 1: with lr 0 it leaves every weight as stage 1 left it, and
+    # saves them in bf16 (train.checkpoint_dtype)
     llava_train.main(["--config", "llavatiny.yaml", "--set", "train.lr=0", "train.adapter_lr=0",
                       "--stage", "sft", "--run", name, "--seed", "0", "--no-progress"])
     s2 = weights(stage_dir(cfg, "sft", run, 0))
-    assert s2.keys() == s1.keys() and all(torch.equal(s2[k], s1[k]) for k in s1)
+    s1_bf16 = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in s1.items()}
+    assert {t.dtype for t in s2.values() if t.is_floating_point()} == {torch.bfloat16}
+    assert s2.keys() == s1.keys() and all(torch.equal(s2[k], s1_bf16[k]) for k in s1)
     # ... and with its lr it trains the LLM
     llava_train.main(["--config", "llavatiny.yaml", "--stage", "sft", "--run", name, "--seed",
                       "0", "--no-progress"])
     s2 = weights(stage_dir(cfg, "sft", run, 0))
-    changed = [k for k, v in lm_state(s2).items() if not torch.equal(v, s1[k])]
+    changed = [k for k, v in lm_state(s2).items() if not torch.equal(v, s1_bf16[k])]
     assert len(changed) == len(lm_state(s1))
     with pytest.raises(Exception, match="no pretrain run"):
         llava_train.main(["--config", "llavatiny.yaml", "--stage", "pretrain", "--run",

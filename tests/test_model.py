@@ -204,6 +204,36 @@ def test_checkpoint_round_trip(tok, recs, tmp_path):
     assert torch.equal(loaded(batch).loss(), model(batch).loss())
 
 
+def test_bf16_checkpoint_is_the_model_rounded_to_bf16(tok, recs, tmp_path):
+    from safetensors.torch import load_file
+
+    cfg = tiny_cfg(**{"train.checkpoint_dtype": "bfloat16"})
+    model, _, data, cfg, run, ctx = setup(tok, recs, "siglip-vq", cfg=cfg)
+    batch = data.batch(torch.arange(len(data)))
+    write_checkpoint(tmp_path / "bf16", model, cfg, run, {"seed": 0})
+    write_checkpoint(tmp_path / "fp32", model, tiny_cfg(), run, {"seed": 0})
+    on_disk = load_file(str(tmp_path / "bf16" / "model.safetensors"))
+    assert on_disk.keys() == set(saved_keys(model, lora=False))
+    assert {t.dtype for t in on_disk.values()} == {torch.bfloat16}
+    assert {t.dtype for t in load_file(str(tmp_path / "fp32" / "model.safetensors")).values()} \
+        == {torch.float32}
+    # a float32 model loads it cast: the same outputs as the weights rounded to bf16
+    loaded, *_ = load_trained(tmp_path / "bf16", ctx)
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    rounded, *_ = setup(tok, recs, "siglip-vq", seed=1)
+    rounded.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for p in rounded.parameters():
+            p.copy_(p.to(torch.bfloat16))
+        assert torch.equal(loaded(batch).loss(), rounded(batch).loss())
+        assert not torch.equal(loaded(batch).loss(), model(batch).loss())
+    # ... and a float32 file goes into a bfloat16 model the other way round
+    half = setup(tok, recs, "siglip-vq", seed=1)[0].to(torch.bfloat16)
+    load_weights(half, tmp_path / "fp32" / "model.safetensors", lora=False)
+    state = half.state_dict()
+    assert all(torch.equal(state[k], on_disk[k]) for k in on_disk)
+
+
 def _save_llm(path, arch):
     conf = {"llama": LlamaConfig, "qwen2": Qwen2Config}[arch](
         vocab_size=300, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,

@@ -151,6 +151,47 @@ def test_stale_resume_state_is_discarded(tmp_path, monkeypatch, capsys):
     assert "resume state of another config or run; starting afresh" in capsys.readouterr().out
 
 
+class Killed(Exception):
+    pass
+
+
+def test_bf16_checkpoints_keep_a_float32_resume_state_and_exact_resume(tmp_path, monkeypatch,
+                                                                        capsys):
+    import uvlm.train as train_module
+
+    cfg, run = from_dict(raw_cfg(checkpoint_dtype="bfloat16")), parse_run("siglip-vq_mixed")
+    inputs = run_inputs(cfg, run, 8)  # 24 records: 6 steps, checkpoints at 2, 4, 6
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    a = train(cfg, run, 0, *inputs, progress=False)
+
+    def save_then_die(state, *args, **kw):  # killed right after its first resume state
+        save_state(state, *args, **kw)
+        kept.update(load_file(str(next(state.glob("step*")) / "model.safetensors")))
+        kept.update(load_file(str(next(state.glob("step*")) / "optimizer.safetensors")))
+        raise Killed
+
+    kept: dict = {}
+    save_state = train_module.save_state
+    monkeypatch.chdir(tmp_path / "b")
+    monkeypatch.setattr(train_module, "save_state", save_then_die)
+    with pytest.raises(Killed):
+        train(cfg, run, 0, *inputs, progress=False)
+    assert kept and {t.dtype for t in kept.values()} == {torch.float32}
+    monkeypatch.setattr(train_module, "save_state", save_state)
+    b = train(cfg, run, 0, *inputs, progress=False)
+    assert "resuming at step 2" in capsys.readouterr().out
+    for k in range(1, 4):
+        wa = load_file(str(tmp_path / "a" / a / f"ckpt{k:02d}" / "model.safetensors"))
+        wb = load_file(str(tmp_path / "b" / b / f"ckpt{k:02d}" / "model.safetensors"))
+        assert {t.dtype for t in wa.values()} == {torch.bfloat16}
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[n], wb[n]) for n in wa), k
+    la, lb = ([json.loads(x)["loss"] for x in (root / out / "metrics.jsonl").read_text()
+               .splitlines()] for root, out in ((tmp_path / "a", a), (tmp_path / "b", b)))
+    assert la == lb
+
+
 # ---------------------------------------------------------------------- subprocesses
 
 def _cli(tmp: Path, raw: dict, run: str, images: int, launcher=(sys.executable, "-m")):

@@ -280,6 +280,11 @@ class TrainConfig:
     weight_decay: float = _f(0.0, 0.0)
     grad_clip: float = _f(1.0, 0.0)
     checkpoints: int = _f(10, 1, 100, doc="equal data fractions saved (the data-scale axis)")
+    checkpoint_dtype: Literal["float32", "bfloat16"] = _f(
+        "float32", doc="dtype of the floating-point tensors of the published checkpoints "
+        "(ckpt*/model.safetensors, read by evaluation); bfloat16 halves them. The resume "
+        "state stays float32, and LLaVA stage 1, which stage 2 trains on, always saves "
+        "float32 (uvlm.llava.stage_config)")
     precision: Precision = _f("auto", doc=PRECISION_DOC)
     grad_checkpointing: bool = True
     log_every: int = _f(10, 1)

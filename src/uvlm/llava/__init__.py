@@ -10,7 +10,7 @@ LLaVA-1.5-7B; the runs are compared on lmms-eval benchmarks. Files (R = results/
 * ``R/runs/{run}/seed{s}/pretrain/``: stage 1, adapters and image head on the frozen LLM. One
   per architecture and adapter layout (``pretrain_run``), shared by that architecture's runs.
 * ``R/runs/{run}/seed{s}/sft/``: stage 2, the whole model, from stage 1's last checkpoint
-  (``uvlm.llava.train``).
+  (``uvlm.llava.train``; stage 1 saves float32, stage 2 ``train.checkpoint_dtype``).
 * ``R/eval/llava/{run}/results.json``: lmms-eval's results (``uvlm.llava.lmms``), which the
   report reads (``uvlm.paths.llava_results``).
 
@@ -60,13 +60,17 @@ def stage_dir(cfg: Config, stage: str, run: Run, seed: int) -> Path:
 
 def stage_config(cfg: Config, stage: str) -> Config:
     """The config a stage trains with: ``train`` for SFT; for pretraining ``train`` with the
-    batch, lr (adapters and head; the LLM is frozen) and time limit of ``llava.pretrain``."""
+    batch, lr (adapters and head; the LLM is frozen) and time limit of ``llava.pretrain``, and
+    float32 checkpoints whatever ``train.checkpoint_dtype`` says."""
     if stage == "sft":
         return cfg
     p = cfg.llava.pretrain
+    # Stage 2 initialises its full fine-tuning from stage 1's last checkpoint: rounding that
+    # to bfloat16 would move its starting point, so only stage 2 (read by evaluation alone)
+    # publishes train.checkpoint_dtype.
     return dataclasses.replace(cfg, train=dataclasses.replace(
         cfg.train, adapter_lr=p.lr, batch_size=p.batch_size, micro_batch_size=p.micro_batch_size,
-        runtime_minutes=p.runtime_minutes))
+        runtime_minutes=p.runtime_minutes, checkpoint_dtype="float32"))
 
 
 def check_config(cfg: Config) -> None:

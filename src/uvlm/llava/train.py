@@ -71,7 +71,7 @@ def train_stage(cfg: Config, stage: str, run: Run, seed: int, progress: bool = T
     model = build_model(scfg, run, ctx)
     if stage == "pretrain":
         model.lm.requires_grad_(False)
-    else:
+    else:  # stage 1's checkpoints are float32 (stage_config): the init is not rounded
         load_weights(model, last_checkpoint(cfg, "pretrain", run, seed) / "model.safetensors",
                      cfg.model.lora.enabled)
     return fit(scfg, run, seed, model, data, progress, stage_dir(cfg, stage, run, seed), cpu)

@@ -2,8 +2,9 @@
 
 ``ckpt/model.safetensors`` holds ``saved_keys`` of the model (all weights at full training,
 the trained ones with LoRA; never the frozen codebook or affine map, which are reloaded from
-the encoders stage). ``ckpt/config.yaml`` is the resolved config plus a ``checkpoint`` section
-(run, seed, step, fraction), so ``load_trained(ckpt)`` rebuilds the model from it alone.
+the encoders stage), in ``train.checkpoint_dtype``. ``ckpt/config.yaml`` is the resolved
+config plus a ``checkpoint`` section (run, seed, step, fraction), so ``load_trained(ckpt)``
+rebuilds the model from it alone.
 
 The resume state of a training job lives here too: ``save_state`` / ``load_state`` (weights,
 AdamW moments, step) and the hard links that keep its checkpoints (``keep_checkpoint``,
@@ -27,9 +28,11 @@ from uvlm.utils import atomic_write, load_tensors, read_json, save_tensors, writ
 
 
 def save_weights(model: UnifiedVLM, path: Path, lora: bool,
-                 state: dict[str, torch.Tensor] | None = None) -> None:
+                 state: dict[str, torch.Tensor] | None = None,
+                 dtype: torch.dtype | None = None) -> None:
     """``saved_keys`` of ``state`` (default: the model's state dict). A sharded model's own
-    state dict holds DTensors: this writes each process's shards (``uvlm.shard``)."""
+    state dict holds DTensors: this writes each process's shards (``uvlm.shard``).
+    ``dtype``: the floating-point tensors are stored in it (None: as they are)."""
     from uvlm.shard import local
 
     state = model.state_dict() if state is None else state
@@ -39,11 +42,15 @@ def save_weights(model: UnifiedVLM, path: Path, lora: bool,
         # tied weights share storage, which safetensors refuses: store a copy
         out[k] = t.clone() if t.data_ptr() in seen else t.contiguous()
         seen.add(t.data_ptr())
+        if dtype is not None and out[k].is_floating_point():
+            out[k] = out[k].to(dtype)
     save_tensors(path, out)
 
 
 def load_weights(model: UnifiedVLM, path: Path, lora: bool) -> None:
-    """Load a checkpoint; every expected key must be there with its shape."""
+    """Load a checkpoint; every expected key must be there with its shape. Floating-point
+    tensors are cast to the model's dtype (a bfloat16 checkpoint into a float32 model, or
+    the other way round)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint weights not found")
@@ -61,14 +68,18 @@ def load_weights(model: UnifiedVLM, path: Path, lora: bool) -> None:
         if tensors[k].shape != state[k].shape:
             raise UvlmError(f"{path}: key {k!r} has shape {tuple(tensors[k].shape)}, the "
                              f"model expects {tuple(state[k].shape)}")
+        if tensors[k].is_floating_point():
+            tensors[k] = tensors[k].to(state[k].dtype)
     model.load_state_dict(tensors, strict=False)
 
 
 def write_checkpoint(out: Path, model: UnifiedVLM, cfg: Config, run: Run, info: dict,
                      state: dict[str, torch.Tensor] | None = None) -> None:
-    """``out/model.safetensors`` and ``out/config.yaml`` (config + ``checkpoint`` section);
-    ``state``: the full state dict of a sharded model (``uvlm.shard.full_state``)."""
-    save_weights(model, out / paths.WEIGHTS, cfg.model.lora.enabled, state)
+    """``out/model.safetensors`` in ``train.checkpoint_dtype`` and ``out/config.yaml``
+    (config + ``checkpoint`` section); ``state``: the full state dict of a sharded model
+    (``uvlm.shard.full_state``)."""
+    save_weights(model, out / paths.WEIGHTS, cfg.model.lora.enabled, state,
+                 getattr(torch, cfg.train.checkpoint_dtype))
     with atomic_write(out / "config.yaml") as fh:
         yaml.safe_dump({**to_dict(cfg), "checkpoint": {"run": run.name, **info}}, fh,
                        sort_keys=False)
@@ -112,7 +123,9 @@ def save_state(state: Path, step: int, key: str, model, optimizer, lora: bool, m
     and writes its own shards, ``model-rank{r}-of{world}.safetensors`` and
     ``optimizer-rank{r}-of{world}.safetensors`` (``uvlm.paths.state_weights``,
     ``state_optimizer``); ``wait`` (a barrier) runs before rank 0 switches ``latest.json``.
-    Without ``shard`` only the main process calls it.
+    Without ``shard`` only the main process calls it. Weights and moments are stored as
+    training holds them (float32 masters), whatever ``train.checkpoint_dtype`` says of the
+    published checkpoints: a resumed run continues exactly where the killed one stopped.
     """
     from uvlm.shard import local
 
