@@ -20,7 +20,6 @@ from uvlm.model.checkpoint import load_trained, load_weights, save_weights, writ
 from uvlm.model.unified import (
     ModelContext,
     build_model,
-    code_loss,
     cosine_loss,
     saved_keys,
 )
@@ -116,29 +115,57 @@ def test_layout_loss_masks_and_shapes(tok, recs, arch):
     assert model.alpha == {"continuous": 1.0, "vq": 0.2}[ctx.gen.kind]
 
 
-def test_head_losses():
+def test_cosine_loss():
     x = torch.randn(2, 3, 5)
     assert torch.allclose(cosine_loss(x, 2 * x), torch.zeros(2, 3), atol=1e-6)
     assert torch.allclose(cosine_loss(x, -x), torch.full((2, 3), 2.0), atol=1e-6)
-    logits, codes = torch.randn(2, 3, 7), torch.randint(7, (2, 3))
-    want = F.cross_entropy(logits.reshape(6, 7), codes.reshape(6), reduction="none")
-    assert torch.allclose(code_loss(logits, codes), want.reshape(2, 3))
+
+
+def record_hidden(model, monkeypatch) -> list[torch.Tensor]:
+    """The last hidden states of each forward, to read image predictions off (the VQ loss
+    never builds all the logits: ``uvlm.model.linear_ce``)."""
+    preds, hidden = [], model.hidden
+
+    def spy(embeds, attention, *args, **kw):
+        out = hidden(embeds, attention, *args, **kw)
+        preds.append(out[0].detach())
+        return out
+
+    monkeypatch.setattr(model, "hidden", spy)
+    return preds
+
+
+def _predict(model, batch, h):
+    pos = batch.gen_slot[:, None] - 1 + torch.arange(model.gen.num_tokens)
+    return model.predict_image(h[batch.gen_rows[:, None], pos])
+
+
+def test_vq_image_loss_is_the_cross_entropy_of_the_head(tok, recs, monkeypatch):
+    """The model's chunked VQ loss equals F.cross_entropy over the head's logits."""
+    model, _, data, *_ = setup(tok, recs, "siglip-vq")
+    batch = data.batch(torch.arange(len(data)))
+    hidden = record_hidden(model, monkeypatch)
+    parts = model(batch)
+    logits = _predict(model, batch, hidden[0])
+    want = F.cross_entropy(logits.flatten(0, 1), batch.gen_target.flatten(), reduction="sum")
+    assert parts.image_tokens == batch.gen_target.numel() > 0
+    assert torch.allclose(parts.image_sum, want, rtol=1e-5)
 
 
 @pytest.mark.parametrize("arch", ["siglip-siglip", "vq-vq"])
-def test_image_token_i_sees_only_tokens_before_i(tok, recs, arch):
+def test_image_token_i_sees_only_tokens_before_i(tok, recs, arch, monkeypatch):
     model, _, data, *_ = setup(tok, recs, arch)
     batch = data.batch(data.enc.gen.nonzero()[:1, 0])  # one generation record
-    preds = []
-    model.image_head.register_forward_hook(lambda m, i, o: preds.append(o.detach()))
+    hidden = record_hidden(model, monkeypatch)
     model(batch)
+    before = _predict(model, batch, hidden[0])
     j = 2
     if model.gen.kind == "vq":
         batch.gen_target[0, j] = (batch.gen_target[0, j] + 1) % model.gen.codebook_size
     else:
         batch.gen_target[0, j] += 1.0
     model(batch)
-    before, after = preds
+    after = _predict(model, batch, hidden[1])
     assert torch.equal(before[:, : j + 1], after[:, : j + 1])  # tokens 0..j: unchanged
     assert not torch.allclose(before[:, j + 1], after[:, j + 1])  # token j+1 reads slot j
 

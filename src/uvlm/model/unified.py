@@ -12,7 +12,7 @@ slot i-1, so token 0 comes from the marker's last token.
 
 Loss = text CE over assistant tokens + alpha x image loss, with the image loss chosen by the
 head kind: ``continuous`` regresses features (1 - cosine), ``vq`` classifies codebook indices
-(cross-entropy).
+(cross-entropy, computed in row chunks by ``uvlm.model.linear_ce``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedModel, Qwe
 
 from uvlm.config import Arch, Config, ConfigError
 from uvlm.encoders.space import Space
+from uvlm.model.linear_ce import linear_cross_entropy_sum
 from uvlm.precision import resolve
 
 
@@ -108,13 +109,6 @@ def cosine_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1 - F.cosine_similarity(pred, target, dim=-1)
 
 
-def code_loss(logits: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    """(N, T, K), (N, T) -> (N, T): cross-entropy over the codebook."""
-    return F.cross_entropy(logits.transpose(1, 2), codes, reduction="none")
-
-
-IMAGE_LOSSES = {"continuous": cosine_loss, "vq": code_loss}
-
 
 class UnifiedVLM(nn.Module):
     def __init__(self, lm: PreTrainedModel, ctx: ModelContext, *, und_adapter: str,
@@ -147,7 +141,6 @@ class UnifiedVLM(nn.Module):
         self.gen_adapter = None if shared else ADAPTERS[gen_adapter](self.gen.feature_dim, hidden)
         out = self.gen.feature_dim if self.gen.kind == "continuous" else self.gen.codebook_size
         self.image_head = nn.Linear(hidden, out)
-        self.image_loss = IMAGE_LOSSES[self.gen.kind]
 
     # ------------------------------------------------------------------ embeddings
 
@@ -214,8 +207,13 @@ class UnifiedVLM(nn.Module):
 
         # image: token i from the hidden state at slot i-1 (token 0 from the marker)
         pos = batch.gen_slot[:, None] - 1 + torch.arange(T, device=x.device)  # (G, T)
-        pred = self.predict_image(h[batch.gen_rows[:, None], pos])  # (G, T, D or K)
-        image_sum = self.image_loss(pred, batch.gen_target).sum()
+        h_img = h[batch.gen_rows[:, None], pos]  # (G, T, H)
+        if self.gen.kind == "vq":  # never all G x T x K logits at once
+            image_sum = linear_cross_entropy_sum(h_img.flatten(0, 1), self.image_head.weight,
+                                                 self.image_head.bias,
+                                                 batch.gen_target.flatten())
+        else:
+            image_sum = cosine_loss(self.predict_image(h_img), batch.gen_target).sum()
         return LossParts(text_sum, int(supervised.sum()), image_sum,
                          batch.gen_rows.numel() * T, self.alpha)
 
