@@ -13,6 +13,7 @@ from uvlm.grid import (
     jobs,
     parse_run,
     run_seeds,
+    training_cost,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,3 +88,21 @@ def test_unknown_experiment_is_refused():
     cfg = load(ROOT / "config/smoke.yaml")
     with pytest.raises(ConfigError, match="unknown experiment 'nope'"):
         experiment_runs(cfg, "nope")
+
+
+def test_training_cost_orders_runs_longest_first():
+    """Record passes: und records, generated images (a VQ image at VQ_IMAGE_COST), extras."""
+    cfg = load(ROOT / "config/smoke.yaml", ["train.epochs=10", "data.n_train=3000"])
+    cost = {name: training_cost(cfg, parse_run(name)) for name in (
+        "siglip-vq_mixed", "siglip-siglip_mixed_extra-und-1000", "siglip-siglip_mixed",
+        "siglip-vq_gen", "siglip-siglip_und", "siglip-siglip_gen", "siglip-siglip_und-eq")}
+    assert cost == {"siglip-vq_mixed": 10 * (6000 + 2.5 * 3000),
+                    "siglip-siglip_mixed_extra-und-1000": 10 * (8000 + 3000),
+                    "siglip-siglip_mixed": 10 * 9000, "siglip-vq_gen": 10 * 2.5 * 3000,
+                    "siglip-siglip_und": 10 * 6000, "siglip-siglip_gen": 10 * 3000,
+                    "siglip-siglip_und-eq": 1.5 * 10 * 6000}
+    # the order of the measured CPU times of the mini grid's runs (README "Mini scale")
+    measured = ["siglip-vq_mixed", "siglip-siglip_mixed_extra-und-1000", "siglip-siglip_mixed",
+                "siglip-vq_gen", "siglip-siglip_und", "siglip-siglip_gen"]
+    assert sorted(measured, key=cost.get, reverse=True) == measured
+    assert training_cost(cfg, parse_run("siglip-siglip_mixed_extra-gen-1000")) == 10 * 10000

@@ -483,3 +483,16 @@ def test_spaces_table_names_what_a_space_loses(tree):
     assert "time (67%)" in md and "time (89%)" in md and "(ceiling)" in md
     build(cfg, "findings")
     assert "**vq** total 0.920 (time 0.600" in (cfg.root / "paper/findings.md").read_text()
+
+
+def test_a_difference_scored_alike_on_every_item_says_so():
+    """Two runs that answer every item alike give a 0-wide interval: the finding says so
+    instead of printing an MDE of 0; other differences are formatted as before."""
+    from uvlm.report.findings import ALIKE, _judged
+
+    s = pd.DataFrame({"mean": [0.0, 0.02], "lo": [0.0, -0.01], "hi": [0.0, 0.05],
+                      "mde": [0.0, 0.04]})
+    out = _judged(s, "positive", "total")
+    assert list(out["text"]) == [ALIKE, "+0.020 [-0.010, +0.050]"]
+    assert list(out["mde_text"]) == ["–", "0.040"]
+    assert list(out["verdict"]) == ["inconclusive", "inconclusive"]

@@ -20,6 +20,8 @@ rule train_run:
     benchmark:
         benchmark("train", "{run}/seed{seed}")
     threads: 1
+    # longest runs first (uvlm.grid.training_cost), so the grid does not end on one long run
+    priority: lambda wildcards: grid.training_cost(CFG, RUNS[wildcards.run])
     resources:
         gpu=1,
         runtime=CFG.train.runtime_minutes,

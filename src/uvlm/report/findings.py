@@ -41,6 +41,9 @@ def _md(rows: list[dict]) -> str:
     return "\n".join(markdown_table(cols, ([r.get(c, "") for c in cols] for r in rows))) + "\n"
 
 
+ALIKE = "0 (every item scored alike)"
+
+
 def _judge(per_seed: pd.DataFrame, keys: list[str], expect: str, metric: str) -> pd.DataFrame:
     """Summary over seeds of a per-seed effect, judged (:func:`_judged`)."""
     return _judged(stats.summarize(per_seed, keys), expect, metric)
@@ -49,13 +52,18 @@ def _judge(per_seed: pd.DataFrame, keys: list[str], expect: str, metric: str) ->
 def _judged(s: pd.DataFrame, expect: str, metric: str) -> pd.DataFrame:
     """A summary of an effect with its verdict, formatted text and minimum detectable
     effect. An effect without an interval gets no verdict, only "inconclusive"
-    (``stats.verdict``), and its MDE reads "–"."""
+    (``stats.verdict``), and its MDE reads "–". A difference that is 0 with a 0-wide
+    interval (the two runs score every item alike, so no resample can differ) says so,
+    since an MDE of 0 would claim a power the test does not have."""
     intervals = list(zip(s["mean"], s["lo"], s["hi"], strict=True))
+    alike = [m == lo == hi == 0 for m, lo, hi in intervals]
     return s.assign(
         verdict=[stats.NO_DATA if math.isnan(m) else stats.verdict(lo, hi, expect)
                  for m, lo, hi in intervals],
-        mde_text=[spec.fmt(metric, v) for v in s["mde"]],
-        text=[spec.fmt_diff(metric, m, lo, hi) for m, lo, hi in intervals])
+        mde_text=["–" if a else spec.fmt(metric, v) for a, v in zip(alike, s["mde"],
+                                                                  strict=True)],
+        text=[ALIKE if a else spec.fmt_diff(metric, m, lo, hi)
+              for a, (m, lo, hi) in zip(alike, intervals, strict=True)])
 
 
 class Tally:
