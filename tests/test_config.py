@@ -67,6 +67,7 @@ def test_config_readme_describes_every_key():
         ("data.bias.battery_keep=[60,10]", "data.bias.battery_keep: expected [lo, hi]"),
         ("train.lr=-1", "train.lr: -1.0 is out of range"),
         ("name=a/b", "name: 'a/b' must be"),
+        ("model.vq_merge=3", "model.vq_merge: 3 does not divide the VQ's 4 x 4 codes"),
     ],
 )
 def test_bad_values_name_the_key_and_allowed_values(override, message):

@@ -21,6 +21,7 @@ from uvlm.model.unified import (
     ModelContext,
     build_model,
     cosine_loss,
+    merge_blocks,
     saved_keys,
 )
 
@@ -57,27 +58,28 @@ def tok(recs):
     return synthetic.tokenizer(synthetic.texts(recs), 300)
 
 
-def make_ctx(tok, run: Run, affine=None) -> ModelContext:
-    und, gen = SPACES[run.und_space], SPACES[run.gen_space]
+def make_ctx(tok, run: Run, affine=None, spaces=SPACES, und_merge=1) -> ModelContext:
+    und, gen = spaces[run.und_space], spaces[run.gen_space]
     codebook = torch.randn(17, 3, generator=torch.Generator().manual_seed(0))
-    return ModelContext(tok, und, gen, codebook, affine)
+    return ModelContext(tok, und, gen, codebook, affine, und_merge)
 
 
-def feats(run: Run, n_images: int):
-    return {s: {"train": synthetic.features(SPACES[s], n_images, split="train")}
+def feats(run: Run, n_images: int, spaces=SPACES):
+    return {s: {"train": synthetic.features(spaces[s], n_images, split="train")}
             for s in {run.und_space, run.gen_space}}
 
 
-def setup(tok, recs, arch="siglip-vq", cfg=None, detach=False, affine=None, seed=0):
+def setup(tok, recs, arch="siglip-vq", cfg=None, detach=False, affine=None, seed=0,
+          spaces=SPACES, und_merge=1):
     cfg = tiny_cfg() if cfg is None else cfg
     run = Run(arch, "mixed", detach=detach)
-    ctx = make_ctx(tok, run, affine)
+    ctx = make_ctx(tok, run, affine, spaces, und_merge)
     torch.manual_seed(seed)
     model = build_model(cfg, run, ctx)
-    tpl = Template(tok, cfg.model.system_prompt, ctx.und.num_tokens, ctx.gen.num_tokens,
+    tpl = Template(tok, cfg.model.system_prompt, ctx.und_tokens, ctx.gen.num_tokens,
                    cfg.model.llm.max_length)
     n_images = 1 + max(r["image_id"] for r in recs)
-    data = Batcher(tpl.encode(recs), feats(run, n_images), ctx.und, ctx.gen)
+    data = Batcher(tpl.encode(recs), feats(run, n_images, spaces), ctx.und, ctx.gen)
     return model, tpl, data, cfg, run, ctx
 
 
@@ -219,6 +221,53 @@ def test_affine_distorts_understanding_inputs_only(tok, recs):
     assert torch.allclose(bent.embed_und(x), plain.input_adapter(x @ A + b), atol=1e-5)
     assert torch.allclose(bent.embed_gen(x), plain.embed_gen(x))
     assert "affine_A" not in bent.state_dict()  # fixed input, reloaded from encoders
+
+
+def test_merge_blocks_puts_each_block_in_one_token():
+    x = torch.arange(16.0).view(1, 16, 1)  # a 4 x 4 grid, row-major
+    assert merge_blocks(x, 2)[0].tolist() == [[0, 1, 4, 5], [2, 3, 6, 7],
+                                              [8, 9, 12, 13], [10, 11, 14, 15]]
+    assert merge_blocks(x, 4)[0].tolist() == [list(range(16))]
+    y = torch.randn(2, 16, 3)
+    assert torch.equal(merge_blocks(y, 1), y)
+    assert torch.equal(merge_blocks(y, 2)[:, 0, 3:6], y[:, 1])  # block 0 = tokens 0, 1, 4, 5
+
+
+# 4 x 4 codes, so 2 x 2 blocks of them fill 4 slots
+GRID_SPACES = SPACES | {"vq": Space("vq", "vq", 16, 3, 17)}
+
+
+def test_merged_vq_understanding_reads_blocks_and_generates_codes(tok, recs):
+    model, tpl, data, _, _, ctx = setup(tok, recs, "vq-vq", spaces=GRID_SPACES, und_merge=2)
+    assert ctx.und_tokens == 4 and ctx.gen.num_tokens == 16
+    enc = data.enc
+    und = (~enc.gen).nonzero()[0, 0]
+    slot = int(enc.slot[und])
+    assert tok.decode(enc.ids[und, slot + 4: slot + 5].long()).startswith("\n")
+    codes = torch.randint(17, (2, 16))
+    x = model.codebook[codes]
+    assert torch.allclose(model.embed_und(codes), model.input_adapter(merge_blocks(x, 2)))
+    # a code changes the slot of its block only: code 6 is in block 1 (columns 2-3, rows 0-1)
+    other = codes.clone()
+    other[:, 6] = (codes[:, 6] + 1) % 17
+    changed = (model.embed_und(other) != model.embed_und(codes)).any(-1)
+    assert changed.tolist() == [[False, True, False, False]] * 2
+    # the input adapter reads 4 codes at once, so generation, which feeds back one code per
+    # slot, has its own adapter; the head still predicts single codes
+    assert model.input_adapter.in_features == 12 and model.gen_adapter.in_features == 3
+    assert model.image_head.out_features == 17
+    parts = model(data.batch(torch.arange(len(data))))
+    assert parts.image_tokens == int(enc.gen.sum()) * 16 and torch.isfinite(parts.loss())
+    parts.loss().backward()
+    assert model.input_adapter.weight.grad.abs().sum() > 0
+
+
+def test_merge_needs_a_square_grid_it_divides(tok):
+    run = Run("vq-vq", "mixed")
+    with pytest.raises(ValueError, match="5 tokens are not a square grid"):
+        build_model(tiny_cfg(), run, make_ctx(tok, run, und_merge=2))
+    with pytest.raises(ValueError, match="16 tokens are not a square grid"):
+        build_model(tiny_cfg(), run, make_ctx(tok, run, spaces=GRID_SPACES, und_merge=3))
 
 
 def test_checkpoint_round_trip(tok, recs, tmp_path):

@@ -164,10 +164,15 @@ class VQConfig:
         # into it), so they must fit together either way
         _divides("encoders.vq.norm_groups", self.norm_groups,
                  {f"ch x ch_mult[{i}]": self.ch * m for i, m in enumerate(self.ch_mult)})
-        down = 2 ** (len(self.ch_mult) - 1)
+        down = 2 ** (len(self.ch_mult) - 1)  # one code per down x down pixels
         if self.image_size % down:
             raise ConfigError(f"encoders.vq.image_size: {self.image_size} must be a multiple "
                               f"of {down} (2 ** (len(ch_mult) - 1) downsamplings)")
+
+    @property
+    def side(self) -> int:
+        """Codes per image side: an image is side x side codes."""
+        return self.image_size // 2 ** (len(self.ch_mult) - 1)
 
 
 @dataclass(frozen=True)
@@ -257,6 +262,9 @@ class ModelConfig:
     lora: LoraConfig = _sub(LoraConfig)
     siglip_adapter: Literal["mlp", "linear"] = "mlp"
     vq_adapter: Literal["mlp", "linear"] = "linear"
+    vq_merge: int = _f(1, 1, doc="understanding reads each k x k block of VQ codes as one "
+                       "token, its k^2 codebook vectors side by side (T / k^2 slots); 1 = one "
+                       "token per code (the paper). Generation still predicts single codes")
     clip_adapter: Literal["mlp", "linear"] = "mlp"
     alpha_continuous: float = _f(1.0, 0.0)
     alpha_vq: float = _f(0.2, 0.0)
@@ -264,6 +272,10 @@ class ModelConfig:
         "A chat between a curious user and an artificial intelligence assistant. "
         "The assistant gives helpful, detailed, and polite answers to the user's questions.",
         doc="vicuna_v1 system prompt; empty at tiny scales to keep sequences short")
+
+    def und_merge(self, kind: str) -> int:
+        """k of the k x k blocks of tokens an understanding space of this kind is read in."""
+        return self.vq_merge if kind == "vq" else 1
 
 
 # --------------------------------------------------------------------------- train
@@ -423,6 +435,10 @@ class Config:
     def __post_init__(self):
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"name: {self.name!r} must be a non-empty [A-Za-z0-9_-] word")
+        side, k = self.encoders.vq.side, self.model.vq_merge
+        if side % k:
+            raise ConfigError(f"model.vq_merge: {k} does not divide the VQ's {side} x {side} "
+                              f"codes (encoders.vq.image_size / 2 ** (len(ch_mult) - 1))")
 
     @property
     def root(self) -> Path:

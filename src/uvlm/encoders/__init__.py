@@ -55,8 +55,7 @@ def _clip_info(cfg: Config) -> Space:
 
 def _vq_info(cfg: Config) -> Space:
     v = cfg.encoders.vq
-    side = v.image_size // 2 ** (len(v.ch_mult) - 1)  # one code per downsample^2 pixels
-    return Space("vq", "vq", side * side, v.codebook_dim, v.codebook_size)
+    return Space("vq", "vq", v.side * v.side, v.codebook_dim, v.codebook_size)
 
 
 def _siglip_tower(cfg: Config) -> torch.nn.Module:

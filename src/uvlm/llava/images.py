@@ -162,5 +162,6 @@ def load_parts(cfg: Config, run: Run) -> tuple[ModelContext, dict[str, nn.Module
         else:
             towers[space] = load_vision_model(cfg, space)
     und, gen = space_info(cfg, run.und_space), space_info(cfg, run.gen_space)
-    ctx = ModelContext(pretrained_tokenizer(cfg.model.llm.path), und, gen, codebook)
+    ctx = ModelContext(pretrained_tokenizer(cfg.model.llm.path), und, gen, codebook,
+                       und_merge=cfg.model.und_merge(und.kind))
     return ctx, towers

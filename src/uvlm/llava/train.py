@@ -56,7 +56,7 @@ def train_stage(cfg: Config, stage: str, run: Run, seed: int, progress: bool = T
     records = mode_records(records, run, str(path))
     folder = Path(cfg.llava.image_folder)
     check_images(folder, paths)
-    template = Template(ctx.tokenizer, cfg.model.system_prompt, ctx.und.num_tokens,
+    template = Template(ctx.tokenizer, cfg.model.system_prompt, ctx.und_tokens,
                         ctx.gen.num_tokens, cfg.model.llm.max_length)
     enc = template.encode(records, drop_long=True)
     print(f"llava-train {stage} {run.name}: {len(enc.ids)} records of {path}; "

@@ -22,7 +22,8 @@ def load_context(cfg: Config, run: Run) -> ModelContext:
     und, gen = encoders.space_info(cfg, run.und_space), encoders.space_info(cfg, run.gen_space)
     codebook = encoders.load_codebook(cfg) if "vq" in (und.kind, gen.kind) else None
     affine = encoders.load_affine(cfg, run.und_space, run.affine) if run.affine else None
-    return ModelContext(encoders.load_tokenizer(cfg), und, gen, codebook, affine)
+    return ModelContext(encoders.load_tokenizer(cfg), und, gen, codebook, affine,
+                        cfg.model.und_merge(und.kind))
 
 
 def train_file(cfg: Config, run: Run):

@@ -114,7 +114,8 @@ def context(cfg: Config, run: Run, recs: list[dict], seed: int = 0) -> ModelCont
         affine = (q * (1 + run.affine * (2 * torch.rand(d, generator=g) - 1)), torch.zeros(d))
     vocab = cfg.encoders.tokenizer.vocab_size
     return ModelContext(tokenizer(texts(recs), vocab), und, gen,
-                        codebook if "vq" in (und.kind, gen.kind) else None, affine)
+                        codebook if "vq" in (und.kind, gen.kind) else None, affine,
+                        cfg.model.und_merge(und.kind))
 
 
 def inputs(cfg: Config, run: Run, n_images: int, seed: int = 0):

@@ -5,10 +5,11 @@ One causal LM reads one sequence in which an image fills T consecutive slots:
     understanding  USER: [T slots] \\n question ASSISTANT: answer</s>
     generation     USER: prompt ASSISTANT: text <image> [T slots] </s>
 
-Understanding slots hold ``input_adapter(features)``. Generation slots hold the teacher-forced
-image tokens fed back through ``gen_adapter``; the text tokens of "<image>" before them are a
-"generate now" marker. Image token i is predicted by ``image_head`` from the hidden state at
-slot i-1, so token 0 comes from the marker's last token.
+Understanding slots hold ``input_adapter(features)``; a VQ space may fill one slot with each
+k x k block of codes (``model.vq_merge``), their codebook vectors side by side. Generation
+slots hold the teacher-forced image tokens fed back through ``gen_adapter``; the text tokens of
+"<image>" before them are a "generate now" marker. Image token i is predicted by
+``image_head`` from the hidden state at slot i-1, so token 0 comes from the marker's last token.
 
 Loss = text CE over assistant tokens + alpha x image loss, with the image loss chosen by the
 head kind: ``continuous`` regresses features (1 - cosine), ``vq`` classifies codebook indices
@@ -17,6 +18,7 @@ head kind: ``continuous`` regresses features (1 - cosine), ``vq`` classifies cod
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol, get_args
 
@@ -56,6 +58,12 @@ class ModelContext:
     gen: Space
     codebook: torch.Tensor | None = None  # (K, d) frozen VQ codebook, when a space is vq
     affine: tuple[torch.Tensor, torch.Tensor] | None = None  # (A (D, D), b (D,)) on und inputs
+    und_merge: int = 1  # k: understanding reads k x k blocks of tokens (cfg.model.und_merge)
+
+    @property
+    def und_tokens(self) -> int:
+        """Slots an understanding image fills."""
+        return self.und.num_tokens // self.und_merge ** 2
 
 
 @dataclass
@@ -104,6 +112,17 @@ def mlp_adapter(d_in: int, d_out: int) -> nn.Module:
 ADAPTERS = {"mlp": mlp_adapter, "linear": nn.Linear}
 
 
+def merge_blocks(x: torch.Tensor, k: int) -> torch.Tensor:
+    """(N, S*S, D) tokens of an S x S grid, row-major -> (N, (S/k)^2, k*k*D): each k x k block
+    as one token, its tokens side by side in row-major order (space-to-depth)."""
+    if k == 1:
+        return x
+    n, t, d = x.shape
+    s = math.isqrt(t)
+    x = x.view(n, s // k, k, s // k, k, d).transpose(2, 3)  # (N, S/k, S/k, k, k, D)
+    return x.reshape(n, t // (k * k), k * k * d)
+
+
 def cosine_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """(N, T, D), (N, T, D) -> (N, T): 1 - cos, the paper's continuous image loss."""
     return 1 - F.cosine_similarity(pred, target, dim=-1)
@@ -132,12 +151,18 @@ class UnifiedVLM(nn.Module):
                              f"{tuple(b.shape)}; expected ({D}, {D}) and ({D},)")
         self.register_buffer("affine_A", A, persistent=False)  # (D, D)
         self.register_buffer("affine_b", b, persistent=False)  # (D,)
+        self.und_merge = k = ctx.und_merge
+        side = math.isqrt(self.und.num_tokens)
+        if k > 1 and (side * side != self.und.num_tokens or side % k):
+            raise ValueError(f"space {self.und.name!r}: {self.und.num_tokens} tokens are not "
+                             f"a square grid of side divisible by {k} (model.vq_merge)")
 
-        # understanding path
-        self.input_adapter = ADAPTERS[und_adapter](self.und.feature_dim, hidden)
+        # understanding path: one slot per token, or per k x k block of tokens
+        self.input_adapter = ADAPTERS[und_adapter](self.und.feature_dim * k * k, hidden)
         # generation path: a same-space architecture reuses the input adapter (the paper's
-        # default) unless `detach` asks for a separate one; a different space needs its own.
-        shared = self.und.name == self.gen.name and not detach
+        # default) unless `detach` asks for a separate one or the input adapter reads merged
+        # blocks; a different space needs its own.
+        shared = self.und.name == self.gen.name and not detach and k == 1
         self.gen_adapter = None if shared else ADAPTERS[gen_adapter](self.gen.feature_dim, hidden)
         out = self.gen.feature_dim if self.gen.kind == "continuous" else self.gen.codebook_size
         self.image_head = nn.Linear(hidden, out)
@@ -149,12 +174,12 @@ class UnifiedVLM(nn.Module):
         return self.lm.get_input_embeddings()(ids)
 
     def embed_und(self, x: torch.Tensor) -> torch.Tensor:
-        """Understanding input: (U, T, D) features or (U, T) codes -> (U, T, H)."""
+        """Understanding input: (U, T, D) features or (U, T) codes -> (U, T / k^2, H)."""
         if self.und.kind == "vq":
             x = self.codebook[x]  # (U, T, d)
         if self.affine_A is not None:
             x = x @ self.affine_A + self.affine_b  # the alignment experiment's fixed distortion
-        return self.input_adapter(x)
+        return self.input_adapter(merge_blocks(x, self.und_merge))
 
     def embed_gen(self, x: torch.Tensor) -> torch.Tensor:
         """Generated image tokens fed back: (G, T, D) features or (G, T) codes -> (G, T, H)."""
