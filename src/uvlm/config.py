@@ -164,15 +164,19 @@ class VQConfig:
         # into it), so they must fit together either way
         _divides("encoders.vq.norm_groups", self.norm_groups,
                  {f"ch x ch_mult[{i}]": self.ch * m for i, m in enumerate(self.ch_mult)})
-        down = 2 ** (len(self.ch_mult) - 1)  # one code per down x down pixels
-        if self.image_size % down:
+        if self.image_size % self.downsample:
             raise ConfigError(f"encoders.vq.image_size: {self.image_size} must be a multiple "
-                              f"of {down} (2 ** (len(ch_mult) - 1) downsamplings)")
+                              f"of {self.downsample} (2 ** (len(ch_mult) - 1) downsamplings)")
+
+    @property
+    def downsample(self) -> int:
+        """Pixels per code along each side."""
+        return 2 ** (len(self.ch_mult) - 1)
 
     @property
     def side(self) -> int:
         """Codes per image side: an image is side x side codes."""
-        return self.image_size // 2 ** (len(self.ch_mult) - 1)
+        return self.image_size // self.downsample
 
 
 @dataclass(frozen=True)

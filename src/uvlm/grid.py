@@ -232,14 +232,21 @@ def jobs(cfg: Config) -> list[tuple[Run, int]]:
     return [(r, s) for r, seeds in _run_seeds(cfg).items() for s in seeds]
 
 
+def extra_images(run: Run) -> dict[str, int]:
+    """Images an ``extra-{gen,und}-N`` variant adds, by task kind: {kind: N}; {} otherwise."""
+    if not run.variant.startswith("extra-"):
+        return {}
+    _, kind, count = run.variant.split("-")
+    return {kind: int(count)}
+
+
 def max_records(cfg: Config, run: Run) -> int:
     """Records a run trains on at most: exactly this many for the plain train data; a biased
     variant drops some understanding records (how many, only its data file knows)."""
     n = cfg.data.n_train * RECORDS_PER_IMAGE[run.mode]
-    if run.variant.startswith("extra-"):  # extra-{gen,und}-N: N more images of one task kind
-        _, kind, count = run.variant.split("-")
+    for kind, count in extra_images(run).items():
         if run.mode in ("mixed", kind):
-            n += int(count) * RECORDS_PER_IMAGE[kind]
+            n += count * RECORDS_PER_IMAGE[kind]
     return n
 
 
@@ -258,13 +265,10 @@ def training_cost(cfg: Config, run: Run) -> float:
     priority, so that a local run starts its longest trainings first instead of ending on
     one (longest-first scheduling). From the config alone, since planning reads no data: a
     biased variant counts its records whole."""
-    extra = {"gen": 0, "und": 0}
-    if run.variant.startswith("extra-"):
-        _, task, n = run.variant.split("-")
-        extra[task] = int(n)
+    extra = extra_images(run)
     n_und = 0 if run.mode == "gen" else RECORDS_PER_IMAGE["und"] * (cfg.data.n_train
-                                                                   + extra["und"])
-    n_gen = 0 if run.mode == "und" else cfg.data.n_train + extra["gen"]
+                                                                   + extra.get("und", 0))
+    n_gen = 0 if run.mode == "und" else cfg.data.n_train + extra.get("gen", 0)
     image = VQ_IMAGE_COST if run.gen_space == "vq" else 1.0
     return cfg.train.epochs * run.epoch_scale * (n_und + image * n_gen)
 

@@ -128,7 +128,6 @@ def cosine_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1 - F.cosine_similarity(pred, target, dim=-1)
 
 
-
 class UnifiedVLM(nn.Module):
     def __init__(self, lm: PreTrainedModel, ctx: ModelContext, *, und_adapter: str,
                  gen_adapter: str, detach: bool, alpha: float):
