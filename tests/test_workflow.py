@@ -113,6 +113,22 @@ def test_dry_run_plans_every_config(cfg, snakemake_only):
         assert jobs["paper_table_llava"] == 1
 
 
+def test_data_and_encoder_jobs_go_before_every_training():
+    """A training's priority is its estimated cost, and Snakemake does not hand it on to the
+    jobs the training waits for, so the data and encoder rules carry a priority above every
+    training's: else the features of the longest runs wait behind the short ones."""
+    p = snakemake("-n", "--configfile", "config/smoke.yaml", "--forceall")
+    priorities: dict[str, list[float]] = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", p.stdout + p.stderr):
+        if rule := re.match(r"(?:local)?rule (\w+):", block):
+            value = re.search(r"^\s+priority: ([\d.]+)$", block, re.M)
+            priorities.setdefault(rule[1], []).append(float(value[1]) if value else 0.0)
+    upstream = ("data_split", "data_variants", "tokenizer", "siglip", "vq", "features", "affine")
+    assert all(priorities.get(rule) for rule in (*upstream, "train_run")), priorities.keys()
+    lowest_upstream = min(x for rule in upstream for x in priorities[rule])
+    assert lowest_upstream > max(priorities["train_run"]) > min(priorities["train_run"]) > 0
+
+
 def test_bad_config_is_refused_before_any_job(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text((ROOT / "config/smoke.yaml").read_text().replace(

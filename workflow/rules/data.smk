@@ -15,6 +15,7 @@ rule data_split:
     benchmark:
         benchmark("data", "{split}")
     threads: 16  # capped at --cores locally; the slurm profile sets its own
+    priority: UPSTREAM_PRIORITY
     conda:
         "../envs/uvlm.yaml"
     shell:
@@ -35,6 +36,7 @@ rule data_variants:
     benchmark:
         benchmark("data", "variants")
     localrule: True  # seconds of JSON; not worth a cluster job
+    priority: UPSTREAM_PRIORITY
     conda:
         "../envs/uvlm.yaml"
     shell:

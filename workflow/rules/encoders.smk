@@ -16,6 +16,7 @@ rule tokenizer:
     benchmark:
         benchmark("encoders", "tokenizer")
     localrule: True  # seconds; not worth a cluster job
+    priority: UPSTREAM_PRIORITY
     conda:
         "../envs/uvlm.yaml"
     shell:
@@ -36,6 +37,7 @@ rule siglip:
     threads: 1
     resources:
         gpu=1 if CFG.encoders.siglip.source == "train" else 0,
+    priority: UPSTREAM_PRIORITY
     conda:
         "../envs/uvlm.yaml"
     benchmark:
@@ -62,6 +64,7 @@ rule vq:
     threads: 1
     resources:
         gpu=1 if CFG.encoders.vq.source == "train" else 0,
+    priority: UPSTREAM_PRIORITY
     conda:
         "../envs/uvlm.yaml"
     benchmark:
@@ -86,6 +89,7 @@ rule features:
     threads: 1
     resources:
         gpu=1,
+    priority: UPSTREAM_PRIORITY
     conda:
         "../envs/uvlm.yaml"
     shell:
@@ -105,6 +109,7 @@ rule affine:
     benchmark:
         benchmark("encoders", "affine")
     localrule: True  # a few random matrices; not worth a cluster job
+    priority: UPSTREAM_PRIORITY
     conda:
         "../envs/uvlm.yaml"
     shell:
