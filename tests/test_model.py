@@ -76,8 +76,7 @@ def setup(tok, recs, arch="siglip-vq", cfg=None, detach=False, affine=None, seed
     ctx = make_ctx(tok, run, affine, spaces, und_merge)
     torch.manual_seed(seed)
     model = build_model(cfg, run, ctx)
-    tpl = Template(tok, cfg.model.system_prompt, ctx.und_tokens, ctx.gen.num_tokens,
-                   cfg.model.llm.max_length)
+    tpl = Template.of(cfg, ctx)
     n_images = 1 + max(r["image_id"] for r in recs)
     data = Batcher(tpl.encode(recs), feats(run, n_images, spaces), ctx.und, ctx.gen)
     return model, tpl, data, cfg, run, ctx

@@ -89,8 +89,7 @@ def train(cfg: Config, run: Run, seed: int, ctx: ModelContext, records: list[dic
           cpu: bool | None = None) -> Path:
     """Train one run into ``out`` (default ``R/runs/{run}/seed{seed}``) and return it."""
     records = mode_records(records, run, f"run {run.name}")
-    template = Template(ctx.tokenizer, cfg.model.system_prompt, ctx.und_tokens,
-                        ctx.gen.num_tokens, cfg.model.llm.max_length)
+    template = Template.of(cfg, ctx)
     data = Batcher(template.encode(records), features, ctx.und, ctx.gen)
     torch.manual_seed(stream_seed(cfg.seed, "train", "init", seed))
     model = build_model(cfg, run, ctx)

@@ -32,8 +32,8 @@ JOBS = [] if LLAVA else grid.jobs(CFG)  # (run, seed) pairs: mutual may have mor
 CKPTS = paths.ckpt_names(CFG)
 # Data and encoder jobs go before any training that is ready to run. A training's priority is
 # its estimated cost (train.smk), and Snakemake does not hand a job's priority on to the jobs
-# it waits for: in the measured mini grid the VQ features, which the longest runs need, waited
-# 22 minutes behind SigLIP trainings, and the extra-data runs started last.
+# it waits for: in the measured mini grid (README, "Mini scale") the VQ features, which the
+# longest runs need, waited behind SigLIP trainings, and the extra-data runs started last.
 UPSTREAM_PRIORITY = 1 + max((grid.training_cost(CFG, run) for run, _ in JOBS), default=0.0)
 
 # Rules read the resolved config from one file. It is rewritten only when its content

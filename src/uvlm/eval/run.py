@@ -137,8 +137,7 @@ def evaluate_run(cfg: Config, run: Run, seed: int, which: str = "all",
     for ckpt in progress_bar(ckpts, desc=f"eval {run.name} seed{seed}", unit="ckpt"):
         model, _, _, _ = load_trained(ckpt, ctx)
         model = model.to(device or torch.device("cpu"))
-        template = Template(ctx.tokenizer, cfg.model.system_prompt, ctx.und_tokens,
-                            ctx.gen.num_tokens, cfg.model.llm.max_length)
+        template = Template.of(cfg, ctx)
         out_dir = paths.eval_dir(cfg, run, seed, ckpt.name)
         und = (answer_understanding(model, template, ctx.tokenizer, und_records,
                                     und_features, cfg) if und_records else {})

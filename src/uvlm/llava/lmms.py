@@ -62,8 +62,7 @@ class UVLM(LMMs):
         self.model, self.cfg, self.run, self.ctx = load_trained(checkpoint, ctx)
         self.model.to(self._device)
         self.tower = towers[run.und_space].to(self._device)
-        self.template = Template(ctx.tokenizer, cfg.model.system_prompt, ctx.und_tokens,
-                                 ctx.gen.num_tokens, cfg.model.llm.max_length)
+        self.template = Template.of(cfg, ctx)
         self.task_dict: dict = {}  # lmms-eval puts each task's documents here
         self._rank, self._world_size = 0, 1  # lmms-eval overrides both when distributed
 

@@ -56,8 +56,7 @@ def train_stage(cfg: Config, stage: str, run: Run, seed: int, progress: bool = T
     records = mode_records(records, run, str(path))
     folder = Path(cfg.llava.image_folder)
     check_images(folder, paths)
-    template = Template(ctx.tokenizer, cfg.model.system_prompt, ctx.und_tokens,
-                        ctx.gen.num_tokens, cfg.model.llm.max_length)
+    template = Template.of(cfg, ctx)
     enc = template.encode(records, drop_long=True)
     print(f"llava-train {stage} {run.name}: {len(enc.ids)} records of {path}; "
           f"{len(records) - len(enc.ids)} longer than model.llm.max_length="

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
+from uvlm.config import Config
 from uvlm.encoders.space import Space
-from uvlm.model.unified import Batch
+from uvlm.model.unified import Batch, ModelContext
 
 IMAGE = "<image>"
 #: the vicuna_v1 role markers around each human turn (the answer follows ASSISTANT)
@@ -73,6 +74,13 @@ class Template:
         self.pad = self.eos if tokenizer.pad_token_id is None else tokenizer.pad_token_id
         # the text tokens of "<image>": the "generate now" marker the model learns to emit
         self.marker = self._tokenize([IMAGE])[0]
+
+    @classmethod
+    def of(cls, cfg: Config, ctx: ModelContext) -> Template:
+        """The template of a model: the config's system prompt and length limit, the
+        context's tokenizer and slot counts (``ctx.und_tokens`` counts merged VQ blocks)."""
+        return cls(ctx.tokenizer, cfg.model.system_prompt, ctx.und_tokens, ctx.gen.num_tokens,
+                   cfg.model.llm.max_length)
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
         return self.tokenizer(texts, add_special_tokens=False)["input_ids"]

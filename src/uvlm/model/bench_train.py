@@ -54,8 +54,7 @@ def _one(config: str, overrides: list[str], run_name: str, images: int, threads:
     shutil.rmtree(out, ignore_errors=True)
     # uvlm.train.train's steps, with the paper-shape LLM on a GPU, made there
     records = mode_records(records, run, f"run {run.name}")
-    template = Template(ctx.tokenizer, cfg.model.system_prompt, ctx.und_tokens,
-                        ctx.gen.num_tokens, cfg.model.llm.max_length)
+    template = Template.of(cfg, ctx)
     data = Batcher(template.encode(records), features, ctx.und, ctx.gen)
     torch.manual_seed(stream_seed(cfg.seed, "train", "init", 0))
     with torch.device(dev):
