@@ -106,3 +106,32 @@ def test_training_cost_orders_runs_longest_first():
                 "siglip-vq_gen", "siglip-siglip_und", "siglip-siglip_gen"]
     assert sorted(measured, key=cost.get, reverse=True) == measured
     assert training_cost(cfg, parse_run("siglip-siglip_mixed_extra-gen-1000")) == 10 * 10000
+
+
+def test_crossed_single_task_cells_read_the_same_space_run():
+    """An und-only run never trains its generation head, a gen-only run never reads an
+    understanding image: a crossed architecture's single-task cell is trained once, as the
+    same-space architecture's run, and read from its folders."""
+    from uvlm import paths
+
+    cfg = load(ROOT / "config/config.yaml", ["grid.equal_compute=true"])
+    cells = {r.name: r for r in experiment_runs(cfg, "mutual")}
+    assert len(cells) == 4 * 5
+    expected = {"siglip-vq_und": "siglip-siglip_und", "vq-siglip_gen": "siglip-siglip_gen",
+                "vq-siglip_und": "vq-vq_und", "siglip-vq_gen": "vq-vq_gen",
+                "siglip-vq_und-eq": "siglip-siglip_und-eq",
+                "vq-siglip_gen-eq": "siglip-siglip_gen-eq"}
+    for cell, run in expected.items():
+        assert cells[cell].trained == parse_run(run)
+        assert paths.run_dir(cfg, cells[cell], 0) == paths.run_dir(cfg, parse_run(run), 0)
+        assert run_seeds(cfg, cells[cell]) == run_seeds(cfg, parse_run(run)) == [0, 1]
+    for name in ("siglip-vq_mixed", "siglip-siglip_und", "vq-vq_gen"):
+        assert cells[name].trained is cells[name] and cells[name] == parse_run(name)
+    # per seed: 4 mixed runs and one single-task run per space and task (x2 with equal compute)
+    mutual = {r for r, _ in jobs(cfg)} & {c.trained for c in cells.values()}
+    assert sorted(r.name for r in mutual if r.mode != "mixed") == sorted(
+        f"{s}-{s}_{m}" for s in ("siglip", "vq") for m in ("und", "gen", "und-eq", "gen-eq"))
+    assert not {r.name for r, _ in jobs(cfg)} & set(expected)
+    # adapters read the same und-only cells
+    assert {r.trained.name for r in experiment_runs(cfg, "adapters") if r.mode == "und"} == {
+        "siglip-siglip_und", "vq-vq_und"}

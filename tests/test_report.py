@@ -120,7 +120,7 @@ def write_fake(cfg, root: Path, metrics=metrics_json, probe_acc=None) -> None:
         p.write_text(json.dumps({"space": judge, "split": "test",
                                  **{k: {"total": v} for k, v in sets.items()}}))
     K = cfg.train.checkpoints
-    for run in all_runs(cfg):
+    for run in dict.fromkeys(r.trained for r in all_runs(cfg)):  # what the grid trains
         for seed in run_seeds(cfg, run):
             for k in range(1, K + 1):
                 p = root / paths.eval_metrics(cfg, run, seed, k)
@@ -277,6 +277,10 @@ def test_the_mini_grid_builds_every_target(tmp_path, monkeypatch):
     build_all(cfg)
     und = read_csv(cfg, "mutual_understanding")
     assert set(und[und["source"] == "ours"]["n_seeds"]) == {2}
+    # crossed architectures' single-task cells read the same-space runs (none of their own)
+    assert {"siglip-vq", "vq-siglip"} <= set(und[und["series"] == "und"]["arch"])
+    assert not (tmp_path / paths.eval_run_dir(cfg, "siglip-vq_und", 0)).exists()
+    assert (tmp_path / paths.eval_run_dir(cfg, "siglip-siglip_und", 0)).is_dir()
     # the base run has mutual's 2 seeds; imbalance compares on the seed all its runs share
     assert set(read_csv(cfg, "imbalance")["n_seeds"]) == {1}
     assert set(read_csv(cfg, "alignment")["n_seeds"]) == {1}

@@ -2,8 +2,10 @@
 
 A run is identified by what it trains, not by the experiment that asked for it, so two
 experiments that need the same model (e.g. ``alignment`` at distortion 0 and ``mutual``'s
-mixed run) share one training job. Run names join their parts with underscores,
-``ARCH_MODE[_VARIANT][_OPTION...]``:
+mixed run) share one training job. A single-task run uses one vision space, so a crossed
+architecture's single-task cell is trained once as the same-space architecture's run
+(``siglip-vq_und`` reads ``siglip-siglip_und``; see :func:`single_task`). Run names join
+their parts with underscores, ``ARCH_MODE[_VARIANT][_OPTION...]``:
 
     vq-vq_mixed                  siglip-vq_und-eq           (equal compute to mixed)
     vq-vq_und_affine0.2          siglip-siglip_mixed_biased-weather
@@ -41,6 +43,9 @@ class Run:
     affine: float = 0.0  # strength of the input-space distortion (0 = identity)
     detach: bool = False  # separate generation adapter for same-space architectures
     equal_compute: bool = False  # single-task run given the mixed run's optimizer steps
+    # the run trained for this cell when that is another run (a crossed architecture's
+    # single-task cell, :func:`single_task`); None: this run itself
+    source: Run | None = None
 
     @property
     def name(self) -> str:
@@ -52,6 +57,11 @@ class Run:
         if self.detach:
             parts.append("detach")
         return "_".join(parts)
+
+    @property
+    def trained(self) -> Run:
+        """The run whose checkpoints and evaluations this cell reads (``uvlm.paths``)."""
+        return self.source or self
 
     @property
     def und_space(self) -> str:
@@ -94,12 +104,29 @@ def parse_run(name: str) -> Run:
     return Run(arch, mode, equal_compute=eq, **kw)
 
 
+def single_task(arch: str, mode: str, equal_compute: bool = False) -> Run:
+    """The ``mode`` ("und" or "gen") cell of ``arch``, trained as the same-space
+    architecture's run: an understanding-only run never trains its generation head and a
+    generation-only run never reads an understanding image, so ``siglip-vq_und`` would be
+    ``siglip-siglip_und`` up to its random draws (init order, data order). Training it once
+    saves a training per crossed architecture and task, and the crossed and shared cells of
+    a comparison then share their single-task baseline exactly.
+
+    Not for the llava runs: there a run's stage 1 trains its architecture's adapters on
+    both tasks (``uvlm.llava.pretrain_run``), so the generation side is not unused."""
+    space = arch.split("-")[0 if mode == "und" else 1]
+    same = f"{space}-{space}"
+    run = Run(arch, mode, equal_compute=equal_compute)
+    return run if same == arch else Run(arch, mode, equal_compute=equal_compute,
+                                         source=Run(same, mode, equal_compute=equal_compute))
+
+
 def _mutual(cfg: Config) -> list[Run]:
     out = []
     for arch in cfg.grid.architectures:
-        out += [Run(arch, m) for m in MODES]
+        out += [Run(arch, "mixed"), single_task(arch, "und"), single_task(arch, "gen")]
         if cfg.grid.equal_compute:
-            out += [Run(arch, "und", equal_compute=True), Run(arch, "gen", equal_compute=True)]
+            out += [single_task(arch, "und", True), single_task(arch, "gen", True)]
     return out
 
 
@@ -128,7 +155,8 @@ def _transfer(cfg: Config) -> list[Run]:
 
 
 def _adapters(cfg: Config) -> list[Run]:
-    return [Run(arch, m) for arch in cfg.grid.adapters_architectures for m in ("mixed", "und")]
+    return [r for arch in cfg.grid.adapters_architectures
+            for r in (Run(arch, "mixed"), single_task(arch, "und"))]
 
 
 def llava_run(arch: str, generation: int, full: int) -> Run:
@@ -199,22 +227,24 @@ def experiment_seeds(cfg: Config, experiment: str) -> list[int]:
 
 
 def all_runs(cfg: Config) -> list[Run]:
-    """Every distinct run of every configured experiment, in a stable order."""
-    return list(_run_seeds(cfg))
+    """Every distinct run (cell) of every configured experiment, in a stable order."""
+    return list(dict.fromkeys(r for exp in cfg.grid.experiments
+                              for r in experiment_runs(cfg, exp)))
 
 
 def _run_seeds(cfg: Config) -> dict[Run, list[int]]:
+    """Trained run -> its seeds: those of every experiment with a cell that reads it."""
     seeds: dict[Run, set[int]] = {}
     for exp in cfg.grid.experiments:
         for r in experiment_runs(cfg, exp):
-            seeds.setdefault(r, set()).update(experiment_seeds(cfg, exp))
+            seeds.setdefault(r.trained, set()).update(experiment_seeds(cfg, exp))
     return {r: sorted(s) for r, s in seeds.items()}
 
 
 def run_seeds(cfg: Config, run: Run) -> list[int]:
     """Seeds a run is trained with: every seed of every experiment that uses it (a run
     shared by ``mutual`` and ``alignment`` has mutual's seeds everywhere it is read)."""
-    seeds = _run_seeds(cfg).get(run)
+    seeds = _run_seeds(cfg).get(run.trained)
     if seeds is None:
         raise ConfigError(f"run {run.name!r} is in no configured experiment")
     return seeds
@@ -228,7 +258,7 @@ def shared_seeds(cfg: Config, experiment: str) -> list[int]:
 
 
 def jobs(cfg: Config) -> list[tuple[Run, int]]:
-    """Every (run, seed) pair the grid trains and evaluates."""
+    """Every (run, seed) pair the grid trains and evaluates (trained runs, not cells)."""
     return [(r, s) for r, seeds in _run_seeds(cfg).items() for s in seeds]
 
 

@@ -46,7 +46,8 @@ def _join(root, *parts):
 
 
 def _run(run: Run | str) -> str:
-    return run if isinstance(run, str) else run.name
+    """A name passes through; a grid cell is read where its trained run lives."""
+    return run if isinstance(run, str) else run.trained.name
 
 
 def _seed(seed: int | str) -> str:

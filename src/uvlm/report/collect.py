@@ -308,15 +308,17 @@ class Reads:
     files: tuple[Path, ...] = field(default=())  # reference numbers, figure styles
 
     def paths(self, cfg: Config) -> list[Path]:
-        return ([p for r, k in self.evals for s in run_seeds(cfg, r)
-                 for p in (paths.eval_metrics(cfg, r, s, k), paths.eval_items(cfg, r, s, k))]
-                + [paths.adapter_probe(cfg, r, s)
-                   for r in self.probe_runs for s in run_seeds(cfg, r)]
-                + [paths.train_log(cfg, r, s) for r in self.log_runs for s in run_seeds(cfg, r)]
-                + [paths.llava_results(cfg, r) for r in self.llava_runs]
-                + ([paths.space_probe(cfg)] if self.space_probe else [])
-                + [paths.judge_accuracy(cfg, j) for j in self.judges]
-                + list(self.files))
+        """Distinct files (two cells may read one trained run, ``uvlm.grid.single_task``)."""
+        return list(dict.fromkeys(
+            [p for r, k in self.evals for s in run_seeds(cfg, r)
+             for p in (paths.eval_metrics(cfg, r, s, k), paths.eval_items(cfg, r, s, k))]
+            + [paths.adapter_probe(cfg, r, s)
+               for r in self.probe_runs for s in run_seeds(cfg, r)]
+            + [paths.train_log(cfg, r, s) for r in self.log_runs for s in run_seeds(cfg, r)]
+            + [paths.llava_results(cfg, r) for r in self.llava_runs]
+            + ([paths.space_probe(cfg)] if self.space_probe else [])
+            + [paths.judge_accuracy(cfg, j) for j in self.judges]
+            + list(self.files)))
 
 
 def eval_reads(*groups: tuple[list[Run], list[int]]) -> tuple[tuple[Run, int], ...]:

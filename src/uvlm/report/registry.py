@@ -174,13 +174,13 @@ def targets(cfg: Config) -> dict[str, TargetFiles]:
 
 
 def read_checkpoints(cfg: Config) -> dict[str, set[int]]:
-    """Run name -> the checkpoints some configured target reads (the ones worth evaluating;
-    a run no target reads through its evaluation is absent)."""
+    """Trained run name -> the checkpoints some configured target reads (the ones worth
+    evaluating; a run no target reads through its evaluation is absent)."""
     out: dict[str, set[int]] = {}
     for t in TARGETS.values():
         if _configured(cfg, t):
             for run, k in t.reads(cfg).evals:
-                out.setdefault(run.name, set()).add(k)
+                out.setdefault(run.trained.name, set()).add(k)
     return out
 
 
