@@ -155,6 +155,19 @@ def test_seed_variation_enters_the_paired_interval():
     assert s["mde"] == pytest.approx((Z95 + stats.Z80) * math.sqrt(0.005), rel=0.05)
 
 
+def test_a_runs_value_over_seeds_is_bootstrapped_over_items_and_seeds():
+    """A run scores 0.95 and 1.0 on seeds 0 and 1, the same on every item replicate: the
+    seed resampling gives 0.95, 0.975 or 1.0, so the interval is [0.95, 1.0], inside the
+    metric's range, where a t-interval over the 2 seeds would reach 1.29."""
+    a = _paired_frame([("x", 0, 0.95, np.full(4000, 0.95)), ("x", 1, 1.0, np.full(4000, 1.0))])
+    s = stats.summarize(stats.per_seed(a, ["arch"]), ["arch"]).iloc[0]
+    assert s["interval"] == stats.ITEMS_SEEDS and s["n_seeds"] == 2
+    assert (s["mean"], s["lo"], s["hi"]) == pytest.approx((0.975, 0.95, 1.0))
+    t = stats.summarize(stats.per_seed(a.drop(columns="reps"), ["arch"]), ["arch"]).iloc[0]
+    assert t["interval"] == stats.SEED_T and t["hi"] == pytest.approx(
+        0.975 + sps.t.ppf(0.975, 1) * np.std([0.95, 1.0], ddof=1) / math.sqrt(2))
+
+
 def test_mean_over_and_slope_carry_paired_replicates():
     rows = [{"arch": "x", "seed": 0, "affine": x, "value": y, "lo": 0, "hi": 0,
              "reps": np.array([y, y + 1.0])} for x, y in ((0.0, 0.3), (0.1, 0.2), (0.2, 0.1))]

@@ -9,15 +9,17 @@ shared by every run (``uvlm.report.collect.item_weights``).
 the same test items, and replicate b of every run weights each item the same, so a derived
 quantity computed replicate by replicate (``a - b``, a mean over checkpoints, a slope over
 distortion strengths; column ``paired_reps``) is paired item by item: what both runs get
-right or wrong together cancels. A run's own value keeps its evaluation's interval (below).
-For derived quantities :func:`summarize` adds
-the seed-to-seed variation with a two-level bootstrap: replicate b also resamples the seeds
-(with replacement) and averages their replicate-b values; the interval is the 2.5th-97.5th
-percentile and the standard error the spread of those values. With few seeds a bootstrap
-over seeds understates their spread (by a factor (S-1)/S in variance); the label says so.
+right or wrong together cancels. Over several seeds :func:`summarize` adds the seed-to-seed
+variation with a two-level bootstrap, to derived quantities and to a run's own values alike:
+replicate b also resamples the seeds (with replacement) and averages their replicate-b
+values; the interval is the 2.5th-97.5th percentile and the standard error the spread of
+those values, so a run's interval stays within its metric's range (a t-interval over 2
+seeds is 12.7 standard errors wide and ran outside [0, 1]). With few seeds a bootstrap over
+seeds understates their spread (by a factor (S-1)/S in variance); the label says so. A
+run's own value over one seed keeps its evaluation's interval.
 
-**Unpaired path** (a run's own values, and derived quantities where some row lacks
-``reps``, e.g. FID, which is not a mean over items). Derived
+**Unpaired path** (values and derived quantities where some row lacks ``reps``, e.g. FID,
+which is not a mean over items). Derived
 per-seed quantities carry a standard error read off the intervals, ``se = (hi - lo) /
 (2 * 1.96)``, with a symmetric interval ``value -/+ 1.96 se``; across seeds, a Student-t 95%
 interval over seeds when there are at least two (``uvlm.eval.bootstrap.seed_summary``); with
@@ -49,6 +51,7 @@ ITEM_BOOTSTRAP = "bootstrap over test items (1 seed)"
 NO_INTERVAL = "none (1 seed, no item interval)"
 PAIRED = "paired bootstrap over test items (1 seed)"
 PAIRED_SEEDS = "paired bootstrap over test items and seeds"
+ITEMS_SEEDS = "bootstrap over test items and seeds"  # a run's own value over seeds
 REPS = "reps"  # a run's value's replicates (from ``collect``)
 PAIRED_REPS = "paired_reps"  # a derived quantity's replicates
 Z80 = 0.8416212335729143  # one-sided 80% normal quantile: power 0.8
@@ -198,11 +201,14 @@ def summarize(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         if g["seed"].duplicated().any():
             raise ValueError(f"summarize: several rows per seed for {base}")
         n = len(g)
-        if PAIRED_REPS in g.columns and _paired(g[PAIRED_REPS]):
-            s = _paired_summary(g["value"].to_numpy(float), np.stack(list(g[PAIRED_REPS])))
+        col = _reps_of(g)
+        if col == REPS and n < 2:
+            col = None  # one seed of a run: its evaluation's interval (below)
+        if col and _paired(g[col]):
+            s = _paired_summary(g["value"].to_numpy(float), np.stack(list(g[col])))
+            label = (PAIRED_SEEDS if n >= 2 else PAIRED) if col == PAIRED_REPS else ITEMS_SEEDS
             rows.append(base | {"mean": s["mean"], "lo": s["lo"], "hi": s["hi"], "n_seeds": n,
-                                "interval": PAIRED_SEEDS if n >= 2 else PAIRED,
-                                "mde": mde(s["se"])})
+                                "interval": label, "mde": mde(s["se"])})
         elif n >= 2:
             s = seed_summary([float(v) for v in g["value"]])
             lo, hi = s["ci"]

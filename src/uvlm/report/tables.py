@@ -22,8 +22,10 @@ from uvlm.report.reference import short_source
 from uvlm.report.spec import OURS, Column, TableSpec
 from uvlm.utils import atomic_write, markdown_table
 
-INTERVAL_NOTE = ("Cells: mean over seeds [95% interval]; t-interval over seeds with 2 or "
-                 "more seeds, else the bootstrap interval over test items of the one seed.")
+INTERVAL_NOTE = ("Cells: mean over seeds [95% interval]; with 2 or more seeds a bootstrap "
+                 "over test items and seeds (a t-interval over seeds where a metric has no "
+                 "per-item terms, as FID), with one seed the bootstrap interval over its "
+                 "test items.")
 
 
 @dataclass
