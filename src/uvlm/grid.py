@@ -15,6 +15,7 @@ their parts with underscores, ``ARCH_MODE[_VARIANT][_OPTION...]``:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -114,11 +115,10 @@ def single_task(arch: str, mode: str, equal_compute: bool = False) -> Run:
 
     Not for the llava runs: there a run's stage 1 trains its architecture's adapters on
     both tasks (``uvlm.llava.pretrain_run``), so the generation side is not unused."""
-    space = arch.split("-")[0 if mode == "und" else 1]
-    same = f"{space}-{space}"
     run = Run(arch, mode, equal_compute=equal_compute)
-    return run if same == arch else Run(arch, mode, equal_compute=equal_compute,
-                                         source=Run(same, mode, equal_compute=equal_compute))
+    space = run.und_space if mode == "und" else run.gen_space
+    same = Run(f"{space}-{space}", mode, equal_compute=equal_compute)
+    return run if same == run else dataclasses.replace(run, source=same)
 
 
 def _mutual(cfg: Config) -> list[Run]:
