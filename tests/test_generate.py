@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from test_model import setup, tiny_cfg
+from test_model import GRID_SPACES, setup, tiny_cfg
 from uvlm.model import generate as gen_mod
 from uvlm.model.batching import Prompt
 from uvlm.model.generate import generate_images, generate_text, reference_images
@@ -30,10 +30,12 @@ def _gen_prefixes(tpl, recs):
     return [tpl.prompt(r).ids + tpl.marker for r in recs if r["task"] == "generation"]
 
 
-@pytest.mark.parametrize("arch,attention", [("siglip-vq", "sdpa"), ("vq-siglip", "sdpa"),
-                                            ("vq-vq", "sdpa"), ("vq-vq", "eager")])
-def test_cached_batched_images_equal_reference_loop(tok, recs, arch, attention):
-    model, tpl, *_ = setup(tok, recs, arch, cfg=tiny_cfg(**{"model.llm.attention": attention}))
+@pytest.mark.parametrize("arch,attention,merge", [
+    ("siglip-vq", "sdpa", 1), ("vq-siglip", "sdpa", 1), ("vq-vq", "sdpa", 1),
+    ("vq-vq", "eager", 1), ("siglip-vq", "sdpa", 2)])
+def test_cached_batched_images_equal_reference_loop(tok, recs, arch, attention, merge):
+    model, tpl, *_ = setup(tok, recs, arch, cfg=tiny_cfg(**{"model.llm.attention": attention}),
+                           spaces=GRID_SPACES, merge=merge)
     prefixes = _gen_prefixes(tpl, recs)
     assert len({len(p) for p in prefixes}) > 1
     batched = generate_images(model, tpl, prefixes)

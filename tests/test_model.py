@@ -21,8 +21,10 @@ from uvlm.model.unified import (
     ModelContext,
     build_model,
     cosine_loss,
+    from_blocks,
     merge_blocks,
     saved_keys,
+    to_blocks,
 )
 
 # different T and D per space, so a slot or shape mix-up cannot go unnoticed
@@ -58,10 +60,12 @@ def tok(recs):
     return synthetic.tokenizer(synthetic.texts(recs), 300)
 
 
-def make_ctx(tok, run: Run, affine=None, spaces=SPACES, und_merge=1) -> ModelContext:
+def make_ctx(tok, run: Run, affine=None, spaces=SPACES, merge=1) -> ModelContext:
+    """``merge``: model.vq_merge, applied to the VQ spaces as ``load_context`` does."""
     und, gen = spaces[run.und_space], spaces[run.gen_space]
     codebook = torch.randn(17, 3, generator=torch.Generator().manual_seed(0))
-    return ModelContext(tok, und, gen, codebook, affine, und_merge)
+    return ModelContext(tok, und, gen, codebook, affine, merge if und.kind == "vq" else 1,
+                        merge if gen.kind == "vq" else 1)
 
 
 def feats(run: Run, n_images: int, spaces=SPACES):
@@ -70,10 +74,10 @@ def feats(run: Run, n_images: int, spaces=SPACES):
 
 
 def setup(tok, recs, arch="siglip-vq", cfg=None, detach=False, affine=None, seed=0,
-          spaces=SPACES, und_merge=1):
+          spaces=SPACES, merge=1):
     cfg = tiny_cfg() if cfg is None else cfg
     run = Run(arch, "mixed", detach=detach)
-    ctx = make_ctx(tok, run, affine, spaces, und_merge)
+    ctx = make_ctx(tok, run, affine, spaces, merge)
     torch.manual_seed(seed)
     model = build_model(cfg, run, ctx)
     tpl = Template.of(cfg, ctx)
@@ -236,13 +240,26 @@ def test_merge_blocks_puts_each_block_in_one_token():
 GRID_SPACES = SPACES | {"vq": Space("vq", "vq", 16, 3, 17)}
 
 
-def test_merged_vq_understanding_reads_blocks_and_generates_codes(tok, recs):
-    model, tpl, data, _, _, ctx = setup(tok, recs, "vq-vq", spaces=GRID_SPACES, und_merge=2)
-    assert ctx.und_tokens == 4 and ctx.gen.num_tokens == 16
+def test_blocks_order_codes_block_by_block_and_back():
+    codes = torch.arange(16).view(1, 16)  # a 4 x 4 grid, row-major
+    assert to_blocks(codes, 2)[0].tolist() == [0, 1, 4, 5, 2, 3, 6, 7,
+                                               8, 9, 12, 13, 10, 11, 14, 15]
+    assert torch.equal(to_blocks(codes, 1), codes)
+    x = torch.randint(100, (3, 64))
+    for k in (1, 2, 4, 8):
+        assert torch.equal(from_blocks(to_blocks(x, k), k), x)
+
+
+def test_merged_vq_reads_and_writes_blocks(tok, recs):
+    model, tpl, data, _, _, ctx = setup(tok, recs, "vq-vq", spaces=GRID_SPACES, merge=2)
+    assert ctx.und_tokens == 4 and ctx.gen_tokens == 4 and ctx.gen.num_tokens == 16
     enc = data.enc
     und = (~enc.gen).nonzero()[0, 0]
     slot = int(enc.slot[und])
     assert tok.decode(enc.ids[und, slot + 4: slot + 5].long()).startswith("\n")
+    gen = enc.gen.nonzero()[0, 0]
+    slot, n = int(enc.slot[gen]), int(enc.length[gen])
+    assert slot + 4 + 1 == n  # 4 slots, then </s>
     codes = torch.randint(17, (2, 16))
     x = model.codebook[codes]
     assert torch.allclose(model.embed_und(codes), model.input_adapter(merge_blocks(x, 2)))
@@ -251,12 +268,24 @@ def test_merged_vq_understanding_reads_blocks_and_generates_codes(tok, recs):
     other[:, 6] = (codes[:, 6] + 1) % 17
     changed = (model.embed_und(other) != model.embed_und(codes)).any(-1)
     assert changed.tolist() == [[False, True, False, False]] * 2
-    # the input adapter reads 4 codes at once, so generation, which feeds back one code per
-    # slot, has its own adapter; the head still predicts single codes
-    assert model.input_adapter.in_features == 12 and model.gen_adapter.in_features == 3
-    assert model.image_head.out_features == 17
-    parts = model(data.batch(torch.arange(len(data))))
-    assert parts.image_tokens == int(enc.gen.sum()) * 16 and torch.isfinite(parts.loss())
+    # both paths read 2 x 2 blocks of the same space: one shared adapter, as with k = 1;
+    # the head has one 17-way output per code of a block
+    assert model.gen_adapter is None and model.input_adapter.in_features == 12
+    assert torch.allclose(model.embed_gen(to_blocks(codes, 2)), model.embed_und(codes))
+    assert model.image_head.out_features == 4 * 17
+
+    # the image loss is the CE of each code of each block, from the hidden state of the slot
+    # before the block (block 0 from the marker), summed over the codes
+    batch = data.batch(gen[None])
+    parts = model(batch)
+    assert parts.image_tokens == 16 and torch.isfinite(parts.loss())
+    target = to_blocks(batch.gen_target, 2)  # (1, 16)
+    e = model.embed_tokens(batch.ids)
+    e[0, slot: slot + 4] = model.embed_gen(target)[0]
+    h, _ = model.hidden(e, batch.attention)
+    logits = model.predict_image(h[0, slot - 1: slot + 3]).view(4, 4, 17)  # (slot, code, K)
+    expected = F.cross_entropy(logits.flatten(0, 1), target[0], reduction="sum")
+    assert torch.allclose(parts.image_sum, expected, rtol=1e-4)
     parts.loss().backward()
     assert model.input_adapter.weight.grad.abs().sum() > 0
 
@@ -264,9 +293,9 @@ def test_merged_vq_understanding_reads_blocks_and_generates_codes(tok, recs):
 def test_merge_needs_a_square_grid_it_divides(tok):
     run = Run("vq-vq", "mixed")
     with pytest.raises(ValueError, match="5 tokens are not a square grid"):
-        build_model(tiny_cfg(), run, make_ctx(tok, run, und_merge=2))
+        build_model(tiny_cfg(), run, make_ctx(tok, run, merge=2))
     with pytest.raises(ValueError, match="16 tokens are not a square grid"):
-        build_model(tiny_cfg(), run, make_ctx(tok, run, spaces=GRID_SPACES, und_merge=3))
+        build_model(tiny_cfg(), run, make_ctx(tok, run, spaces=GRID_SPACES, merge=3))
 
 
 def test_checkpoint_round_trip(tok, recs, tmp_path):

@@ -266,9 +266,10 @@ class ModelConfig:
     lora: LoraConfig = _sub(LoraConfig)
     siglip_adapter: Literal["mlp", "linear"] = "mlp"
     vq_adapter: Literal["mlp", "linear"] = "linear"
-    vq_merge: int = _f(1, 1, doc="understanding reads each k x k block of VQ codes as one "
-                       "token, its k^2 codebook vectors side by side (T / k^2 slots); 1 = one "
-                       "token per code (the paper). Generation still predicts single codes")
+    vq_merge: int = _f(1, 1, doc="each k x k block of VQ codes fills one slot (T / k^2 "
+                       "slots): understanding reads its k^2 codebook vectors side by side, "
+                       "generation predicts its k^2 codes from one hidden state; 1 = one slot "
+                       "per code (the paper)")
     clip_adapter: Literal["mlp", "linear"] = "mlp"
     alpha_continuous: float = _f(1.0, 0.0)
     alpha_vq: float = _f(0.2, 0.0)
@@ -277,8 +278,8 @@ class ModelConfig:
         "The assistant gives helpful, detailed, and polite answers to the user's questions.",
         doc="vicuna_v1 system prompt; empty at tiny scales to keep sequences short")
 
-    def und_merge(self, kind: str) -> int:
-        """k of the k x k blocks of tokens an understanding space of this kind is read in."""
+    def merge(self, kind: str) -> int:
+        """k of the k x k blocks of tokens a space of this kind is read and written in."""
         return self.vq_merge if kind == "vq" else 1
 
 

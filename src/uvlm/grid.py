@@ -285,9 +285,10 @@ def optimizer_steps(cfg: Config, run: Run, n_records: int) -> int:
     return math.ceil(cfg.train.epochs * run.epoch_scale * n_records / cfg.train.batch_size)
 
 
-#: one generated VQ image's training compute in understanding records: 64 codes through a
-#: 4,096-way head at mini (a siglip-vq gen-only step measured 2.4x a siglip-siglip one)
-VQ_IMAGE_COST = 2.5
+#: one generated VQ image's training compute in understanding records: 16 slots of 2 x 2
+#: codes through a 4 x 512-way head at mini (a vq-vq gen-only step measured about 1.2x a
+#: siglip-siglip one)
+VQ_IMAGE_COST = 1.2
 
 
 def training_cost(cfg: Config, run: Run) -> float:

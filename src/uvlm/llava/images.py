@@ -163,5 +163,5 @@ def load_parts(cfg: Config, run: Run) -> tuple[ModelContext, dict[str, nn.Module
             towers[space] = load_vision_model(cfg, space)
     und, gen = space_info(cfg, run.und_space), space_info(cfg, run.gen_space)
     ctx = ModelContext(pretrained_tokenizer(cfg.model.llm.path), und, gen, codebook,
-                       und_merge=cfg.model.und_merge(und.kind))
+                       und_merge=cfg.model.merge(und.kind), gen_merge=cfg.model.merge(gen.kind))
     return ctx, towers

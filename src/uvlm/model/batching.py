@@ -78,8 +78,8 @@ class Template:
     @classmethod
     def of(cls, cfg: Config, ctx: ModelContext) -> Template:
         """The template of a model: the config's system prompt and length limit, the
-        context's tokenizer and slot counts (``ctx.und_tokens`` counts merged VQ blocks)."""
-        return cls(ctx.tokenizer, cfg.model.system_prompt, ctx.und_tokens, ctx.gen.num_tokens,
+        context's tokenizer and slot counts (merged VQ blocks count one slot each)."""
+        return cls(ctx.tokenizer, cfg.model.system_prompt, ctx.und_tokens, ctx.gen_tokens,
                    cfg.model.llm.max_length)
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:

@@ -90,7 +90,7 @@ def main(argv: list[str]) -> None:
     space = Space("vq", "vq", args.tokens, vq.codebook_dim, vq.codebook_size)
     tok = synthetic.tokenizer(synthetic.texts(records), cfg.encoders.tokenizer.vocab_size)
     g = torch.Generator().manual_seed(cfg.seed)
-    # generation only, so model.vq_merge (understanding) does not apply: --tokens need not be
+    # one slot per code (the paper's loop, whatever model.vq_merge says): --tokens need not be
     # a square grid
     ctx = ModelContext(tok, space, space, torch.randn(vq.codebook_size, vq.codebook_dim,
                                                       generator=g))

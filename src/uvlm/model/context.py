@@ -23,7 +23,7 @@ def load_context(cfg: Config, run: Run) -> ModelContext:
     codebook = encoders.load_codebook(cfg) if "vq" in (und.kind, gen.kind) else None
     affine = encoders.load_affine(cfg, run.und_space, run.affine) if run.affine else None
     return ModelContext(encoders.load_tokenizer(cfg), und, gen, codebook, affine,
-                        cfg.model.und_merge(und.kind))
+                        cfg.model.merge(und.kind), cfg.model.merge(gen.kind))
 
 
 def train_file(cfg: Config, run: Run):

@@ -5,8 +5,9 @@ The paper's evaluation (docs/paper.md §2.1) decodes text greedily and, when the
 time. ``reference_images`` is that loop (kept for tests and ``bench-generate``);
 ``generate_images`` produces the same tokens for a whole batch with one cached step per token.
 
-VQ heads emit argmax codes, fed back as codebook embedding -> generation adapter; continuous
-heads emit feature vectors, fed back through the generation adapter as they are.
+VQ heads emit argmax codes (k^2 per slot with ``model.vq_merge`` k), fed back as codebook
+embedding -> generation adapter; continuous heads emit feature vectors, fed back through the
+generation adapter as they are.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from transformers import DynamicCache
 
 from uvlm.model.batching import Prompt, Template
-from uvlm.model.unified import UnifiedVLM
+from uvlm.model.unified import UnifiedVLM, from_blocks
 
 
 def left_pad(seqs: list[list[int]], pad: int):
@@ -86,9 +87,21 @@ def generate_text(model: UnifiedVLM, template: Template, prompts: list[Prompt],
 
 
 def _emit(model: UnifiedVLM, h: torch.Tensor) -> torch.Tensor:
-    """Image head on hidden states (B, H) -> codes (B,) or features (B, D)."""
+    """Image head on hidden states (B, H) -> one slot: codes (B, k^2) or features (B, 1, D)."""
     pred = model.predict_image(h)
-    return pred.argmax(-1) if model.gen.kind == "vq" else pred
+    if model.gen.kind == "vq":
+        return pred.view(len(h), model.gen_merge ** 2, -1).argmax(-1)
+    return pred[:, None]
+
+
+def _slots(model: UnifiedVLM) -> int:
+    return model.gen.num_tokens // model.gen_merge ** 2
+
+
+def _image(model: UnifiedVLM, slots: list[torch.Tensor]) -> torch.Tensor:
+    """Emitted slots -> codes (B, T) in raster order, or features (B, T, D)."""
+    x = torch.cat(slots, 1)
+    return from_blocks(x, model.gen_merge) if model.gen.kind == "vq" else x
 
 
 @torch.no_grad()
@@ -99,12 +112,12 @@ def generate_images(model: UnifiedVLM, template: Template, prefixes: list[list[i
     """
     h, attention, positions, cache = _prefill(model, [Prompt(p, None) for p in prefixes],
                                               template.pad)
-    tokens = [_emit(model, h)]  # token 0 from the marker's last hidden state
-    for _ in range(model.gen.num_tokens - 1):
-        x = model.embed_gen(tokens[-1][:, None])  # (B, 1, H)
+    slots = [_emit(model, h)]  # slot 0 from the marker's last hidden state
+    for _ in range(_slots(model) - 1):
+        x = model.embed_gen(slots[-1])  # (B, 1, H)
         h, attention, positions, cache = _step(model, x, attention, positions, cache)
-        tokens.append(_emit(model, h))
-    return torch.stack(tokens, 1)
+        slots.append(_emit(model, h))
+    return _image(model, slots)
 
 
 @torch.no_grad()
@@ -115,14 +128,14 @@ def reference_images(model: UnifiedVLM, prefix: list[int]) -> torch.Tensor:
     """
     device = model.image_head.weight.device
     ids = torch.tensor([prefix], device=device)
-    tokens: list[torch.Tensor] = []
-    for _ in range(model.gen.num_tokens):
+    slots: list[torch.Tensor] = []
+    for _ in range(_slots(model)):
         x = model.embed_tokens(ids)  # (1, L, H)
-        if tokens:
-            x = torch.cat([x, model.embed_gen(torch.stack(tokens, 1)).to(x.dtype)], 1)
+        if slots:
+            x = torch.cat([x, model.embed_gen(torch.cat(slots, 1)).to(x.dtype)], 1)
         h, _ = model.hidden(x, torch.ones(x.shape[:2], dtype=torch.bool, device=device))
-        tokens.append(_emit(model, h[:, -1]))
-    return torch.stack(tokens, 1)[0]
+        slots.append(_emit(model, h[:, -1]))
+    return _image(model, slots)[0]
 
 
 @torch.no_grad()

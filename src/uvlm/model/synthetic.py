@@ -115,7 +115,7 @@ def context(cfg: Config, run: Run, recs: list[dict], seed: int = 0) -> ModelCont
     vocab = cfg.encoders.tokenizer.vocab_size
     return ModelContext(tokenizer(texts(recs), vocab), und, gen,
                         codebook if "vq" in (und.kind, gen.kind) else None, affine,
-                        cfg.model.und_merge(und.kind))
+                        cfg.model.merge(und.kind), cfg.model.merge(gen.kind))
 
 
 def inputs(cfg: Config, run: Run, n_images: int, seed: int = 0):

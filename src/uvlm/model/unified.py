@@ -5,11 +5,15 @@ One causal LM reads one sequence in which an image fills T consecutive slots:
     understanding  USER: [T slots] \\n question ASSISTANT: answer</s>
     generation     USER: prompt ASSISTANT: text <image> [T slots] </s>
 
-Understanding slots hold ``input_adapter(features)``; a VQ space may fill one slot with each
-k x k block of codes (``model.vq_merge``), their codebook vectors side by side. Generation
-slots hold the teacher-forced image tokens fed back through ``gen_adapter``; the text tokens of
-"<image>" before them are a "generate now" marker. Image token i is predicted by
-``image_head`` from the hidden state at slot i-1, so token 0 comes from the marker's last token.
+Understanding slots hold ``input_adapter(features)``. Generation slots hold the
+teacher-forced image tokens fed back through ``gen_adapter``; the text tokens of "<image>"
+before them are a "generate now" marker. The image in slot i is predicted by ``image_head``
+from the hidden state at slot i-1, so slot 0 comes from the marker's last token.
+
+A VQ space may fill one slot with each k x k block of codes (``model.vq_merge``): read as
+their codebook vectors side by side, and written as k^2 codes predicted from one hidden state
+(the head has one K-way output per code of the block). The model orders a generated image's
+codes block by block (``to_blocks``); ``from_blocks`` gives the raster order back.
 
 Loss = text CE over assistant tokens + alpha x image loss, with the image loss chosen by the
 head kind: ``continuous`` regresses features (1 - cosine), ``vq`` classifies codebook indices
@@ -58,12 +62,18 @@ class ModelContext:
     gen: Space
     codebook: torch.Tensor | None = None  # (K, d) frozen VQ codebook, when a space is vq
     affine: tuple[torch.Tensor, torch.Tensor] | None = None  # (A (D, D), b (D,)) on und inputs
-    und_merge: int = 1  # k: understanding reads k x k blocks of tokens (cfg.model.und_merge)
+    und_merge: int = 1  # k: understanding reads k x k blocks of tokens (cfg.model.merge)
+    gen_merge: int = 1  # k: generation writes k x k blocks of codes
 
     @property
     def und_tokens(self) -> int:
         """Slots an understanding image fills."""
         return self.und.num_tokens // self.und_merge ** 2
+
+    @property
+    def gen_tokens(self) -> int:
+        """Slots a generated image fills."""
+        return self.gen.num_tokens // self.gen_merge ** 2
 
 
 @dataclass
@@ -123,6 +133,22 @@ def merge_blocks(x: torch.Tensor, k: int) -> torch.Tensor:
     return x.reshape(n, t // (k * k), k * k * d)
 
 
+def to_blocks(codes: torch.Tensor, k: int) -> torch.Tensor:
+    """(N, S*S) codes in raster order -> (N, S*S) in block order: each k x k block's codes
+    consecutive, blocks in row-major order (what one generation slot writes)."""
+    return merge_blocks(codes[..., None], k).flatten(1)
+
+
+def from_blocks(codes: torch.Tensor, k: int) -> torch.Tensor:
+    """Inverse of ``to_blocks``."""
+    if k == 1:
+        return codes
+    n, t = codes.shape
+    s = math.isqrt(t)
+    x = codes.view(n, s // k, s // k, k, k).transpose(2, 3)  # (N, S/k, k, S/k, k)
+    return x.reshape(n, t)
+
+
 def cosine_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """(N, T, D), (N, T, D) -> (N, T): 1 - cos, the paper's continuous image loss."""
     return 1 - F.cosine_similarity(pred, target, dim=-1)
@@ -150,20 +176,25 @@ class UnifiedVLM(nn.Module):
                              f"{tuple(b.shape)}; expected ({D}, {D}) and ({D},)")
         self.register_buffer("affine_A", A, persistent=False)  # (D, D)
         self.register_buffer("affine_b", b, persistent=False)  # (D,)
-        self.und_merge = k = ctx.und_merge
-        side = math.isqrt(self.und.num_tokens)
-        if k > 1 and (side * side != self.und.num_tokens or side % k):
-            raise ValueError(f"space {self.und.name!r}: {self.und.num_tokens} tokens are not "
-                             f"a square grid of side divisible by {k} (model.vq_merge)")
+        self.und_merge, self.gen_merge = ku, kg = ctx.und_merge, ctx.gen_merge
+        for space, k in ((self.und, ku), (self.gen, kg)):
+            side = math.isqrt(space.num_tokens)
+            if k > 1 and (side * side != space.num_tokens or side % k):
+                raise ValueError(f"space {space.name!r}: {space.num_tokens} tokens are not a "
+                                 f"square grid of side divisible by {k} (model.vq_merge)")
+        if kg > 1 and self.gen.kind != "vq":
+            raise ValueError(f"space {self.gen.name!r}: only a VQ space generates merged blocks")
 
         # understanding path: one slot per token, or per k x k block of tokens
-        self.input_adapter = ADAPTERS[und_adapter](self.und.feature_dim * k * k, hidden)
+        self.input_adapter = ADAPTERS[und_adapter](self.und.feature_dim * ku * ku, hidden)
         # generation path: a same-space architecture reuses the input adapter (the paper's
-        # default) unless `detach` asks for a separate one or the input adapter reads merged
-        # blocks; a different space needs its own.
-        shared = self.und.name == self.gen.name and not detach and k == 1
-        self.gen_adapter = None if shared else ADAPTERS[gen_adapter](self.gen.feature_dim, hidden)
-        out = self.gen.feature_dim if self.gen.kind == "continuous" else self.gen.codebook_size
+        # default) unless `detach` asks for a separate one; a different space, or different
+        # blocks, need their own.
+        shared = self.und.name == self.gen.name and not detach and ku == kg
+        self.gen_adapter = None if shared else ADAPTERS[gen_adapter](
+            self.gen.feature_dim * kg * kg, hidden)
+        out = (self.gen.feature_dim if self.gen.kind == "continuous"
+               else self.gen.codebook_size * kg * kg)
         self.image_head = nn.Linear(hidden, out)
 
     # ------------------------------------------------------------------ embeddings
@@ -181,9 +212,13 @@ class UnifiedVLM(nn.Module):
         return self.input_adapter(merge_blocks(x, self.und_merge))
 
     def embed_gen(self, x: torch.Tensor) -> torch.Tensor:
-        """Generated image tokens fed back: (G, T, D) features or (G, T) codes -> (G, T, H)."""
+        """Generated image tokens fed back: (G, S, D) features -> (G, S, H), or (G, S k^2)
+        codes in block order -> (G, S, H)."""
         if self.gen.kind == "vq":
-            x = self.codebook[x]  # (G, T, d)
+            x = self.codebook[x]  # (G, S k^2, d)
+            n, t, d = x.shape
+            kk = self.gen_merge ** 2
+            x = x.view(n, t // kk, kk * d)  # (G, S, k^2 d)
         adapter = self.input_adapter if self.gen_adapter is None else self.gen_adapter
         return adapter(x)
 
@@ -205,21 +240,24 @@ class UnifiedVLM(nn.Module):
         return self.lm.get_output_embeddings()(h)
 
     def predict_image(self, h: torch.Tensor) -> torch.Tensor:
-        """(..., H) -> (..., D) features or (..., K) code logits, in fp32."""
+        """(..., H) -> (..., D) features or (..., k^2 K) code logits, in fp32."""
         return self.image_head(h.to(self.image_head.weight.dtype)).float()
 
     # ------------------------------------------------------------------ training loss
 
     def forward(self, batch: Batch) -> LossParts:
-        T = self.gen.num_tokens
+        T, S = self.gen.num_tokens, self.gen.num_tokens // self.gen_merge ** 2  # tokens, slots
+        target = batch.gen_target  # (G, T, D) features or (G, T) codes
+        if self.gen.kind == "vq":
+            target = to_blocks(target, self.gen_merge)
         x = self.embed_tokens(batch.ids)  # (B, L, H)
         # Scatter images into their slots; empty (U or G = 0) index sets are fine and keep
         # every parameter in the graph, which DDP needs.
         und = self.embed_und(batch.und_input)  # (U, Tu, H)
         pos = batch.und_slot[:, None] + torch.arange(und.shape[1], device=x.device)
         x = x.index_put((batch.und_rows[:, None], pos), und.to(x.dtype))
-        gen = self.embed_gen(batch.gen_target)  # (G, T, H)
-        pos = batch.gen_slot[:, None] + torch.arange(T, device=x.device)
+        gen = self.embed_gen(target)  # (G, S, H)
+        pos = batch.gen_slot[:, None] + torch.arange(S, device=x.device)
         x = x.index_put((batch.gen_rows[:, None], pos), gen.to(x.dtype))
 
         h, _ = self.hidden(x, batch.attention)  # (B, L, H)
@@ -229,15 +267,17 @@ class UnifiedVLM(nn.Module):
         logits = self.text_logits(h[:, :-1][supervised]).float()  # (N, V)
         text_sum = F.cross_entropy(logits, batch.ids[:, 1:][supervised], reduction="sum")
 
-        # image: token i from the hidden state at slot i-1 (token 0 from the marker)
-        pos = batch.gen_slot[:, None] - 1 + torch.arange(T, device=x.device)  # (G, T)
-        h_img = h[batch.gen_rows[:, None], pos]  # (G, T, H)
-        if self.gen.kind == "vq":  # never all G x T x K logits at once
-            image_sum = linear_cross_entropy_sum(h_img.flatten(0, 1), self.image_head.weight,
-                                                 self.image_head.bias,
-                                                 batch.gen_target.flatten())
+        # image: slot i from the hidden state at slot i-1 (slot 0 from the marker)
+        pos = batch.gen_slot[:, None] - 1 + torch.arange(S, device=x.device)  # (G, S)
+        h_img = h[batch.gen_rows[:, None], pos].flatten(0, 1)  # (G S, H)
+        if self.gen.kind == "vq":  # never all G x T x K logits at once; one K-way head per
+            K, kk = self.gen.codebook_size, self.gen_merge ** 2  # code of a block
+            codes = target.view(-1, kk)  # (G S, k^2)
+            image_sum = sum(linear_cross_entropy_sum(
+                h_img, self.image_head.weight[j * K:(j + 1) * K],
+                self.image_head.bias[j * K:(j + 1) * K], codes[:, j]) for j in range(kk))
         else:
-            image_sum = cosine_loss(self.predict_image(h_img), batch.gen_target).sum()
+            image_sum = cosine_loss(self.predict_image(h_img), target.flatten(0, 1)).sum()
         return LossParts(text_sum, int(supervised.sum()), image_sum,
                          batch.gen_rows.numel() * T, self.alpha)
 
