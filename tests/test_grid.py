@@ -96,10 +96,10 @@ def test_training_cost_orders_runs_longest_first():
     cost = {name: training_cost(cfg, parse_run(name)) for name in (
         "siglip-vq_mixed", "siglip-siglip_mixed_extra-und-1000", "siglip-siglip_mixed",
         "siglip-vq_gen", "siglip-siglip_und", "siglip-siglip_gen", "siglip-siglip_und-eq")}
-    assert cost == pytest.approx({"siglip-vq_mixed": 10 * (6000 + 1.2 * 3000),
+    assert cost == pytest.approx({"siglip-vq_mixed": 10 * (6000 + 1.6 * 3000),
                                   "siglip-siglip_mixed_extra-und-1000": 10 * (8000 + 3000),
                                   "siglip-siglip_mixed": 10 * 9000,
-                                  "siglip-vq_gen": 10 * 1.2 * 3000,
+                                  "siglip-vq_gen": 10 * 1.6 * 3000,
                                   "siglip-siglip_und": 10 * 6000,
                                   "siglip-siglip_gen": 10 * 3000,
                                   "siglip-siglip_und-eq": 1.5 * 10 * 6000})

@@ -286,9 +286,9 @@ def optimizer_steps(cfg: Config, run: Run, n_records: int) -> int:
 
 
 #: one generated VQ image's training compute in understanding records: 16 slots of 2 x 2
-#: codes through a 4 x 512-way head at mini (a vq-vq gen-only step measured about 1.2x a
-#: siglip-siglip one)
-VQ_IMAGE_COST = 1.2
+#: codes through a 4 x 512-way head at mini (the mini grid's siglip-vq mixed runs took 365
+#: CPU-seconds against siglip-siglip's 305: 6,000 understanding records + 3,000 images)
+VQ_IMAGE_COST = 1.6
 
 
 def training_cost(cfg: Config, run: Run) -> float:
