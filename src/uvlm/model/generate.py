@@ -94,10 +94,6 @@ def _emit(model: UnifiedVLM, h: torch.Tensor) -> torch.Tensor:
     return pred[:, None]
 
 
-def _slots(model: UnifiedVLM) -> int:
-    return model.gen.num_tokens // model.gen_merge ** 2
-
-
 def _image(model: UnifiedVLM, slots: list[torch.Tensor]) -> torch.Tensor:
     """Emitted slots -> codes (B, T) in raster order, or features (B, T, D)."""
     x = torch.cat(slots, 1)
@@ -113,7 +109,7 @@ def generate_images(model: UnifiedVLM, template: Template, prefixes: list[list[i
     h, attention, positions, cache = _prefill(model, [Prompt(p, None) for p in prefixes],
                                               template.pad)
     slots = [_emit(model, h)]  # slot 0 from the marker's last hidden state
-    for _ in range(_slots(model) - 1):
+    for _ in range(model.gen_slots - 1):
         x = model.embed_gen(slots[-1])  # (B, 1, H)
         h, attention, positions, cache = _step(model, x, attention, positions, cache)
         slots.append(_emit(model, h))
@@ -129,7 +125,7 @@ def reference_images(model: UnifiedVLM, prefix: list[int]) -> torch.Tensor:
     device = model.image_head.weight.device
     ids = torch.tensor([prefix], device=device)
     slots: list[torch.Tensor] = []
-    for _ in range(_slots(model)):
+    for _ in range(model.gen_slots):
         x = model.embed_tokens(ids)  # (1, L, H)
         if slots:
             x = torch.cat([x, model.embed_gen(torch.cat(slots, 1)).to(x.dtype)], 1)

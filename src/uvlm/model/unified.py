@@ -197,6 +197,11 @@ class UnifiedVLM(nn.Module):
                else self.gen.codebook_size * kg * kg)
         self.image_head = nn.Linear(hidden, out)
 
+    @property
+    def gen_slots(self) -> int:
+        """Slots a generated image fills (T / k^2)."""
+        return self.gen.num_tokens // self.gen_merge ** 2
+
     # ------------------------------------------------------------------ embeddings
 
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
@@ -246,7 +251,7 @@ class UnifiedVLM(nn.Module):
     # ------------------------------------------------------------------ training loss
 
     def forward(self, batch: Batch) -> LossParts:
-        T, S = self.gen.num_tokens, self.gen.num_tokens // self.gen_merge ** 2  # tokens, slots
+        T, S = self.gen.num_tokens, self.gen_slots
         target = batch.gen_target  # (G, T, D) features or (G, T) codes
         if self.gen.kind == "vq":
             target = to_blocks(target, self.gen_merge)
